@@ -1,0 +1,34 @@
+"""Shared test set-up: offline hub, a fresh store per test, tiny images.
+
+Area-specific helpers live in tests/<area>_util.py modules; fixtures that
+several areas need are defined here.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))  # tests/<area>_util.py importable
+
+
+def png_bytes(width: int = 32, height: int = 24, color=(200, 30, 30)) -> bytes:
+    """A tiny real PNG (a few hundred bytes)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path):
+    from builders.store import Store
+
+    return Store(tmp_path / "store")
