@@ -1,0 +1,341 @@
+"""Async client for any OpenAI-compatible chat endpoint (vLLM, SGLang, OpenAI).
+
+Reused by `build cot` (teacher) and `build rl-pool` (policy). The interface:
+
+    from builders.client import EndpointClient, Request, Sample, RequestFailed
+    from builders.cache import ResponseCache
+
+    client = EndpointClient(base_url, model, api_key_env="OPENAI_API_KEY",
+                            timeout=60, max_retries=6, concurrency=16,
+                            cache=ResponseCache(store_root / "cache" / "responses.sqlite"))
+    # async, one request: samples sample_offset .. sample_offset+n-1
+    samples = await client.generate(messages, n=8, sampling={"temperature": 1.0,
+                                    "max_tokens": 512, "seed": 0}, sample_offset=0)
+    # sync, many requests at bounded concurrency; one entry per request, in order
+    results = client.generate_many([Request(messages, n=8, sampling=...)], progress=None)
+    #   -> list[list[Sample] | RequestFailed]; raises EndpointError (a UserError)
+    #      when the endpoint is down, refuses the key or lacks the model
+    client.stats    # Counter: requests, retries, cache_hits, samples, failed, fault:<kind>, tokens
+
+A `Sample` is (index, text, finish_reason, refusal, prompt_tokens,
+completion_tokens, cached). A sample cut short (`finish_reason == "length"`),
+empty or refused is returned as is: whether that is a reject is the caller's
+call, never a retry. `messages` are OpenAI chat messages; images go in as
+`image_url` parts with base64 data URLs (`image_part(bytes)` builds one).
+
+Behaviour:
+- Retries are ours (the SDK's max_retries is 0) so each is counted and a
+  Retry-After (or retry-after-ms) header is honoured: 429, 408, 409, 5xx,
+  timeouts, connection errors and bodies that do not parse are retried with
+  exponential backoff and jitter, up to `max_retries`; then that request fails
+  (`RequestFailed`) and the others go on. Other 4xx fail the request at once;
+  401/403/404 stop the run (a wrong key or model fails every request alike).
+- `timeout` is a total per-request deadline (the SDK's own is per read).
+- Circuit breaker: `breaker_after` consecutive failed attempts stop the run with
+  `EndpointDown`; every response received so far is already in the cache.
+- `n` samples per request (`supports_n=False` sends one request per sample);
+  if a server returns fewer choices, the rest are asked for again.
+  With a `seed` in `sampling`, each request sends `seed + first sample index`,
+  so a sample asked again (after a crash) is the same request.
+- Every received response is written to the cache before anything else can
+  run, so a crash loses nothing that arrived and a rerun asks nothing twice.
+- The API key is read from `api_key_env` and is never logged, stored, or put
+  in an error message (messages are scrubbed of it); URLs lose any user:password.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from builders.cache import CachedSample, ResponseCache, request_key
+from schemas.errors import UserError
+
+# Sampling keys the SDK takes as arguments; any other key goes in `extra_body`.
+SDK_SAMPLING = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
+                "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"}
+
+
+@dataclass
+class Sample:
+    index: int
+    text: str
+    finish_reason: str | None
+    refusal: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+
+@dataclass
+class Request:
+    messages: list[dict]
+    n: int = 1
+    sampling: dict = field(default_factory=dict)
+    sample_offset: int = 0
+
+
+class RequestFailed(Exception):
+    """One request gave up (retries spent, or a 4xx); the run goes on without it."""
+
+    def __init__(self, detail: str, attempts: int):
+        super().__init__(detail)
+        self.detail = detail
+        self.attempts = attempts
+
+
+class EndpointError(UserError):
+    """The endpoint cannot serve this run (down, wrong key, unknown model): stop."""
+
+
+class EndpointDown(EndpointError):
+    pass
+
+
+class _Transient(Exception):
+    def __init__(self, kind: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.kind, self.detail, self.retry_after = kind, detail, retry_after
+
+
+def image_part(data: bytes, mime: str = "image/png") -> dict:
+    """An `image_url` content part holding the image inline as a base64 data URL."""
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password part (safe for manifests and messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def retry_after(headers) -> float | None:
+    """Seconds asked for by `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_body(text: str) -> tuple[list[dict], dict]:
+    """The choices (sorted by index) and usage of a chat-completion body; raises ValueError."""
+    body = json.loads(text)
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        raise ValueError("no choices in the response")
+    return sorted(choices, key=lambda c: c.get("index", 0)), body.get("usage") or {}
+
+
+class EndpointClient:
+    """See the module docstring."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 max_retries: int = 6, concurrency: int = 16, cache: ResponseCache | None = None,
+                 breaker_after: int = 20, backoff: float = 0.5, backoff_max: float = 30.0, supports_n: bool = True):
+        if concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise UserError("concurrency must be >= 1, max_retries >= 0 and timeout > 0")
+        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
+        self.timeout, self.max_retries, self.concurrency = timeout, max_retries, concurrency
+        self.cache, self.breaker_after, self.supports_n = cache, breaker_after, supports_n
+        self.backoff, self.backoff_max = backoff, backoff_max
+        self.stats: Counter = Counter()
+        self._secret = os.environ.get(api_key_env) or ""
+        self._consecutive = 0
+        self._down: EndpointError | None = None
+        self._api_client = None
+        self._loop = None
+        self._sem: asyncio.Semaphore | None = None
+        self._rng = random.Random()
+
+    def describe(self) -> dict:
+        """What to record about the generator (no secrets)."""
+        return {"kind": "openai-compatible", "base_url": redact_url(self.base_url), "model": self.model,
+                "api_key_env": self.api_key_env, "timeout": self.timeout, "max_retries": self.max_retries}
+
+    def _scrub(self, text: str) -> str:
+        text = str(text).replace(self.base_url, redact_url(self.base_url))
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _api(self):
+        """The SDK client, made inside the running loop (its connection pool belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._api_client is None or self._loop is not loop:
+            import openai
+
+            self._api_client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._secret or "EMPTY",
+                                                  max_retries=0, timeout=self.timeout)
+            self._loop, self._sem = loop, asyncio.Semaphore(self.concurrency)
+        return self._api_client
+
+    async def aclose(self) -> None:
+        if self._api_client is not None:
+            await self._api_client.close()
+            self._api_client = None
+
+    async def generate(self, messages: list[dict], n: int = 1, sampling: dict | None = None,
+                       sample_offset: int = 0) -> list[Sample]:
+        """Samples `sample_offset .. sample_offset+n-1` for one prompt, from the cache or the endpoint."""
+        sampling = dict(sampling or {})
+        rk = request_key(self.model, messages, sampling)
+        want = list(range(sample_offset, sample_offset + n))
+        got = {}
+        if self.cache is not None:
+            got = {i: Sample(**vars(c), cached=True) for i, c in self.cache.get(rk, want).items()}
+            self.stats["cache_hits"] += len(got)
+        while missing := [i for i in want if i not in got]:
+            run = [missing[0]]
+            while self.supports_n and len(run) < len(missing) and missing[len(run)] == run[-1] + 1:
+                run.append(missing[len(run)])
+            choices, usage = await self._call(messages, len(run), sampling, run[0])
+            # No await from here to the cache write: a cancellation cannot lose this response.
+            fresh = self._samples(choices[: len(run)], usage, run)
+            if self.cache is not None:
+                self.cache.put(rk, self.model, [CachedSample(**{k: v for k, v in vars(s).items() if k != "cached"})
+                                                for s in fresh])
+            got.update((s.index, s) for s in fresh)
+        return [got[i] for i in want]
+
+    def _samples(self, choices: list[dict], usage: dict, indices: list[int]) -> list[Sample]:
+        """One Sample per choice; the request's usage split so that the samples' sums equal it."""
+        k = len(choices)
+        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        out = []
+        for j, (choice, index) in enumerate(zip(choices, indices)):
+            msg = choice["message"]
+            out.append(Sample(index=index, text=msg.get("content") or "", finish_reason=choice.get("finish_reason"),
+                              refusal=msg.get("refusal"), prompt_tokens=prompt if j == 0 else 0,
+                              completion_tokens=completion // k + (completion % k if j == 0 else 0)))
+        self.stats["samples"] += len(out)
+        self.stats["prompt_tokens"] += prompt
+        self.stats["completion_tokens"] += completion
+        return out
+
+    async def _call(self, messages, n, sampling, offset) -> tuple[list[dict], dict]:
+        """One request with retries, backoff and the circuit breaker."""
+        last = None
+        for attempt in range(self.max_retries + 1):
+            if self._down:
+                raise self._down
+            try:
+                result = await self._post(messages, n, sampling, offset)
+            except _Transient as t:
+                last = t
+                self.stats[f"fault:{t.kind}"] += 1
+                self._consecutive += 1
+                if self._consecutive >= self.breaker_after and not self._down:
+                    self._down = EndpointDown(
+                        f"endpoint {redact_url(self.base_url)} looks down: {self._consecutive} failed attempts in a "
+                        f"row (last: {t.kind}: {t.detail}); the {self.stats['samples']} samples received are cached, "
+                        f"rerun the same command to resume")
+                if self._down:
+                    raise self._down
+                if attempt < self.max_retries:
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(self._delay(attempt, t.retry_after))
+                continue
+            self._consecutive = 0
+            return result
+        self.stats["failed"] += 1
+        raise RequestFailed(f"{last.kind}: {last.detail} (after {self.max_retries + 1} attempts)", self.max_retries + 1)
+
+    def _delay(self, attempt: int, asked: float | None) -> float:
+        if asked is not None:  # the server said when: honour it (capped at 10 minutes)
+            return min(asked, 600.0)
+        return min(self.backoff_max, self.backoff * 2**attempt) * self._rng.uniform(0.5, 1.5)
+
+    async def _post(self, messages, n, sampling, offset) -> tuple[list[dict], dict]:
+        """One HTTP attempt; transport trouble becomes _Transient, a bad request RequestFailed."""
+        import openai
+
+        api = self._api()
+        params = {k: v for k, v in sampling.items() if k in SDK_SAMPLING}
+        extra = {k: v for k, v in sampling.items() if k not in SDK_SAMPLING}
+        if "seed" in params:
+            params["seed"] = int(params["seed"]) + offset
+        if n > 1:
+            params["n"] = n
+        async with self._sem:
+            self.stats["requests"] += 1
+            try:
+                async with asyncio.timeout(self.timeout):
+                    raw = await api.chat.completions.with_raw_response.create(
+                        model=self.model, messages=messages, extra_body=extra or None, **params)
+                    text = raw.text
+            except (TimeoutError, openai.APITimeoutError):
+                raise _Transient("timeout", f"no answer within {self.timeout:g} s") from None
+            except openai.APIConnectionError as e:
+                raise _Transient("connection", self._scrub(e.__cause__ or e)) from None
+            except openai.APIStatusError as e:
+                raise self._status_error(e) from None
+        try:
+            return _parse_body(text)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise _Transient("unparsable_body", self._scrub(e)[:200]) from None
+
+    def _status_error(self, e) -> Exception:
+        code = e.status_code
+        message = self._scrub(getattr(e, "message", "") or str(e))[:200]
+        if code in (408, 409, 429) or code >= 500:
+            kind = "rate_limited" if code == 429 else f"http_{code}"
+            return _Transient(kind, f"HTTP {code}", retry_after(e.response.headers))
+        where = redact_url(self.base_url)
+        if code in (401, 403):
+            self._down = EndpointError(f"endpoint {where} refused the credentials (HTTP {code}); "
+                                       f"check ${self.api_key_env}")
+            return self._down
+        if code == 404:
+            self._down = EndpointError(f"endpoint {where} has no model {self.model!r} or no chat/completions "
+                                       f"route (HTTP 404)")
+            return self._down
+        self.stats["failed_4xx"] += 1
+        return RequestFailed(f"HTTP {code}: {message}", 1)
+
+    async def generate_all(self, requests: list[Request], progress=None) -> list:
+        """Every request at bounded concurrency: one `list[Sample] | RequestFailed` per request, in order.
+
+        progress(done, total) is called after each request. An EndpointError
+        cancels what is in flight (received responses are cached) and is raised.
+        """
+        self._api()
+
+        async def one(r: Request):
+            try:
+                return await self.generate(r.messages, r.n, r.sampling, r.sample_offset)
+            except RequestFailed as e:
+                return e
+
+        tasks = [asyncio.create_task(one(r)) for r in requests]
+        try:
+            for done, fut in enumerate(asyncio.as_completed(tasks), 1):
+                await fut
+                if progress:
+                    progress(done, len(tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            await self.aclose()
+        return [t.result() for t in tasks]
+
+    def generate_many(self, requests: list[Request], progress=None) -> list:
+        """Sync wrapper of `generate_all` (runs its own event loop)."""
+        return asyncio.run(self.generate_all(requests, progress))

@@ -1,0 +1,382 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benches.
+
+It speaks `POST /v1/chat/completions` over real HTTP/1.1 (keep-alive, one
+daemon thread per connection, so 64+ concurrent clients are served at once)
+and `GET /v1/models`. Requests carry `image_url` content parts (base64 data
+URLs); responses carry `choices` (with `finish_reason`) and `usage`, and honour
+`n` (unless `supports_n=False`, like servers that ignore it).
+
+What each choice says comes from a pluggable policy:
+
+    policy(request_json: dict, sample_index: int) -> str | Reply
+
+`sample_index` is `request["seed"] + choice index` (0-based when no seed is
+sent), so a client that derives the seed from its sample offset gets the same
+answer for the same sample on every run. `GroundTruthPolicy` knows the tasks
+(it finds the task by the content hashes of the images in the request, then by
+the question text) and answers right with a set success rate, per task if
+wanted: rejection-sampling tests script per-task pass rates with it.
+
+Faults are injected at set rates (`Faults`):
+- transport faults, drawn per HTTP attempt from a seeded RNG (a client should
+  retry them): 429 with Retry-After, 500, a stall past the client's timeout,
+  a body cut short of its Content-Length, a 200 whose body is not JSON;
+- content faults, drawn from a hash of (request, sample index), so the same
+  sample always gets the same fault and a rerun is reproducible: a wrong
+  answer, a refusal, a completion cut at `finish_reason: "length"`, an empty one.
+
+Counters (`server.stats`, a Counter) count requests by outcome; `server.served`
+counts how many times each (request content, sample index) was answered whole,
+which is how tests prove that a rerun asks nothing twice.
+
+Run it alone for benches: `python tests/openai_server.py --latency 0.05`
+prints its base URL on the first line of stdout and serves until killed.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
+TRANSPORT_FAULTS = ("rate_limit", "server_error", "stall", "truncated_body", "invalid_json")
+CONTENT_FAULTS = ("wrong_answer", "refusal", "length", "empty")
+
+
+@dataclass
+class Reply:
+    """One choice: its text and why generation stopped."""
+
+    text: str
+    finish_reason: str = "stop"
+    refusal: str | None = None
+
+
+@dataclass
+class Faults:
+    """Fault rates (0-1). Transport faults are per HTTP attempt, content faults per sample."""
+
+    rate_limit: float = 0.0
+    server_error: float = 0.0
+    stall: float = 0.0
+    truncated_body: float = 0.0
+    invalid_json: float = 0.0
+    wrong_answer: float = 0.0
+    refusal: float = 0.0
+    length: float = 0.0
+    empty: float = 0.0
+    retry_after: float = 0.05  # seconds, sent as `Retry-After` on a 429
+    stall_s: float = 2.0  # how long a stall sleeps before answering (into a closed socket)
+
+    @classmethod
+    def spread(cls, total: float, transport_share: float = 0.5, **kw) -> "Faults":
+        """`total` split evenly: `transport_share` of it over the transport kinds, the rest over content."""
+        per_t = total * transport_share / len(TRANSPORT_FAULTS)
+        per_c = total * (1 - transport_share) / len(CONTENT_FAULTS)
+        rates = {k: per_t for k in TRANSPORT_FAULTS} | {k: per_c for k in CONTENT_FAULTS}
+        return cls(**(rates | kw))
+
+
+def image_hashes(request: dict) -> list[str]:
+    """sha256 of each data-URL image of the request, in order (the store's image hash)."""
+    out = []
+    for msg in request.get("messages", []):
+        content = msg.get("content")
+        for part in content if isinstance(content, list) else []:
+            url = (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
+            if url.startswith("data:"):
+                out.append(hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest())
+    return out
+
+
+def request_text(request: dict) -> str:
+    """All text of the request's messages, joined."""
+    parts = []
+    for msg in request.get("messages", []):
+        content = msg.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "text":
+                parts.append(part.get("text", ""))
+    return "\n".join(parts)
+
+
+def _unit(*key) -> float:
+    """A deterministic number in [0, 1) from a key."""
+    return int(hashlib.sha256(repr(key).encode()).hexdigest()[:13], 16) / 16**13
+
+
+def _default_render(reasoning, image_index, box, image_sizes) -> str:
+    from schemas.profiles import get_profile
+
+    return get_profile("norm1000").render(reasoning, image_index, box, image_sizes)
+
+
+class GroundTruthPolicy:
+    """Answers from the tasks' ground truth, right with probability `success`.
+
+    tasks: task records (the `tasks` row contract: id, images[{sha256,width,height}],
+    question, target_image, equivalent_images, target_box). render: the teacher's
+    answer format, `profile.render(reasoning, image_index, box, image_sizes)`
+    (default: the norm1000 profile). success: a rate for every task, a dict
+    task id -> rate, or a callable task -> rate. A wrong answer names another
+    image when there is one, else a box that misses.
+    """
+
+    def __init__(self, tasks, render=None, success=1.0, seed: int = 0):
+        self.render = render or _default_render
+        self.success = success
+        self.seed = seed
+        self.by_images: dict[tuple, list[dict]] = {}
+        for t in tasks:
+            self.by_images.setdefault(tuple(i["sha256"] for i in t["images"]), []).append(t)
+
+    def find(self, request: dict) -> dict | None:
+        candidates = self.by_images.get(tuple(image_hashes(request)), [])
+        if len(candidates) > 1:
+            text = request_text(request)
+            candidates = [t for t in candidates if t["question"] in text] or candidates
+        return candidates[0] if candidates else None
+
+    def rate(self, task: dict) -> float:
+        if callable(self.success):
+            return self.success(task)
+        if isinstance(self.success, dict):
+            return self.success.get(task["id"], 1.0)
+        return self.success
+
+    def __call__(self, request: dict, sample_index: int) -> str:
+        task = self.find(request)
+        if task is None:
+            return "<think>I cannot tell which task this is.</think><answer>unknown</answer>"
+        right = _unit(self.seed, task["id"], sample_index) < self.rate(task)
+        return self.answer(task, sample_index, right)
+
+    def answer(self, task: dict, sample_index: int, right: bool = True) -> str:
+        sizes = [(i["width"], i["height"]) for i in task["images"]]
+        target, box = task["target_image"], list(task["target_box"])
+        others = [k for k in range(len(sizes)) if k != target and k not in (task.get("equivalent_images") or [])]
+        if not right and others and _unit(self.seed, task["id"], sample_index, "how") < 0.5:
+            target = others[sample_index % len(others)]
+        elif not right:  # a box in the opposite corner: IoU 0
+            box = [0.9, 0.9, 1.0, 1.0] if box[0] + box[2] < 1.0 else [0.0, 0.0, 0.1, 0.1]
+        reasoning = f"I compare the {len(sizes)} images. The target appears in image {target + 1}."
+        return self.render(reasoning, target, box, sizes)
+
+    def wrong(self, request: dict, sample_index: int) -> str:
+        task = self.find(request)
+        if task is None:
+            return self(request, sample_index)
+        return self.answer(task, sample_index, right=False)
+
+
+def echo_policy(request: dict, sample_index: int) -> str:
+    """A policy that needs no tasks: echoes the sample index (for transport tests)."""
+    return f"<think>sample {sample_index}</think><answer>{len(image_hashes(request))} images</answer>"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections like they do with vLLM
+
+    def log_message(self, *args):  # quiet: tests read counters, not logs
+        pass
+
+    def do_GET(self):
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "loopback"}]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        srv: FakeOpenAIServer = self.server.owner
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        srv.count("requests")
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": f"no route {self.path}"}})
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return self._send(400, {"error": {"message": "request body is not JSON"}})
+        if srv.latency:
+            time.sleep(srv.latency)
+        fault = srv.draw_transport_fault()
+        if fault:
+            srv.count(fault)
+            return self._fault(fault, srv)
+        payload, keys = srv.complete(request)
+        self._send(200, payload)
+        srv.count("ok")
+        srv.mark_served(keys)
+
+    def _fault(self, fault: str, srv: "FakeOpenAIServer"):
+        if fault == "rate_limit":
+            return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": f"{srv.faults.retry_after:g}"})
+        if fault == "server_error":
+            return self._send(500, {"error": {"message": "internal error"}})
+        if fault == "stall":
+            time.sleep(srv.faults.stall_s)  # the client has given up by now
+            return self._send(503, {"error": {"message": "stalled"}})
+        if fault == "invalid_json":
+            return self._raw(200, b'{"id": "chatcmpl-x", "choices": [{"index": 0, "mess')
+        # truncated_body: promise more bytes than are sent, then hang up
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "4096")
+        self.end_headers()
+        self.wfile.write(b'{"id": "chatcmpl-x", "choices": [')
+        self.close_connection = True
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None):
+        self._raw(status, json.dumps(payload).encode(), headers)
+
+    def _raw(self, status: int, data: bytes, headers: dict | None = None):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # a burst of 64+ new connections must not be refused
+    allow_reuse_address = True
+
+
+class FakeOpenAIServer:
+    """The loopback server. Use as a context manager or call start()/stop().
+
+    url: the base URL for clients (`http://127.0.0.1:PORT/v1`).
+    policy: `(request_json, sample_index) -> str | Reply`; faults: `Faults`;
+    latency: seconds slept per request before answering; seed: fault RNG seed.
+    """
+
+    def __init__(self, policy=None, faults: Faults | None = None, latency: float = 0.0,
+                 seed: int = 0, supports_n: bool = True, port: int = 0):
+        self.policy = policy or echo_policy
+        self.faults = faults or Faults()
+        self.latency = latency
+        self.seed = seed
+        self.supports_n = supports_n
+        self.stats: Counter = Counter()
+        self.served: Counter = Counter()  # (content key, sample index) -> times answered whole
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
+        self._httpd.owner = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAIServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def count(self, name: str, k: int = 1) -> None:
+        with self._lock:
+            self.stats[name] += k
+
+    def mark_served(self, keys) -> None:
+        with self._lock:
+            self.served.update(keys)
+            self.stats["samples"] += len(keys)
+
+    def draw_transport_fault(self) -> str | None:
+        with self._lock:
+            u = self._rng.random()
+        for name in TRANSPORT_FAULTS:
+            u -= getattr(self.faults, name)
+            if u < 0:
+                return name
+        return None
+
+    def content_fault(self, content_key: str, sample_index: int) -> str | None:
+        u = _unit(self.seed, content_key, sample_index)
+        for name in CONTENT_FAULTS:
+            u -= getattr(self.faults, name)
+            if u < 0:
+                return name
+        return None
+
+    def complete(self, request: dict) -> tuple[dict, list]:
+        """The response payload for a request, and the (content key, sample index) pairs it answers."""
+        content_key = hashlib.sha256(json.dumps([request.get("model"), request.get("messages")], sort_keys=True).encode()).hexdigest()
+        n = max(1, int(request.get("n") or 1)) if self.supports_n else 1
+        base = int(request.get("seed") or 0)
+        choices, keys, completion_tokens = [], [], 0
+        for i in range(n):
+            reply = self.reply(request, content_key, base + i)
+            completion_tokens += len(reply.text.split()) + 1
+            choices.append({"index": i, "finish_reason": reply.finish_reason, "logprobs": None,
+                            "message": {"role": "assistant", "content": reply.text, "refusal": reply.refusal}})
+            keys.append((content_key, base + i))
+        prompt_tokens = len(request_text(request).split()) + 64 * len(image_hashes(request))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        payload = {"id": f"chatcmpl-{content_key[:12]}", "object": "chat.completion", "created": int(time.time()),
+                   "model": request.get("model", "fake"), "choices": choices, "usage": usage}
+        return payload, keys
+
+    def reply(self, request: dict, content_key: str, sample_index: int) -> Reply:
+        fault = self.content_fault(content_key, sample_index)
+        if fault:
+            self.count(fault)
+        if fault == "refusal":
+            return Reply(REFUSAL_TEXT, "stop", REFUSAL_TEXT)
+        if fault == "empty":
+            return Reply("", "stop")
+        if fault == "wrong_answer":
+            wrong = getattr(self.policy, "wrong", None)
+            text = wrong(request, sample_index) if wrong else "<think>A guess.</think><answer>none</answer>"
+            return Reply(text) if isinstance(text, str) else text
+        out = self.policy(request, sample_index)
+        reply = Reply(out) if isinstance(out, str) else out
+        if fault == "length":  # cut mid-answer, as a max_tokens limit would
+            return Reply(reply.text[: max(1, len(reply.text) // 2)], "length")
+        return reply
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Loopback OpenAI-compatible server (echo policy).")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
+    p.add_argument("--faults", type=float, default=0.0, help="total fault rate, spread over every kind")
+    args = p.parse_args(argv)
+    server = FakeOpenAIServer(latency=args.latency, faults=Faults.spread(args.faults), port=args.port).start()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
