@@ -301,7 +301,7 @@ def _check_manifest(version: Version) -> list[str]:
         return [f"{MANIFEST}: content changed (its seal does not match)"]
     m = manifest
     expected = version_id(m["kind"], [i["id"] for i in m["inputs"]], m["config"], m["code_version"],
-                          {k: v for k, v in m["files"].items() if k != CARD})
+                          {k: v for k, v in m["files"].items() if k in (DATA, REJECTS)})
     if expected != version.id or m["id"] != version.id:
         return [f"{MANIFEST}: id {m['id']} does not match what the version holds"]
     version._manifest = manifest
@@ -373,7 +373,10 @@ class Writer:
     def _commit(self) -> None:
         final = self.tmp.parent / self._manifest["id"]
         _write_card(self.tmp, self._manifest, self._table)
-        self._manifest["files"][CARD] = sha256_file(self.tmp / CARD)
+        for f in sorted(p for p in self.tmp.rglob("*") if p.is_file()):  # the card and its plots
+            rel = f.relative_to(self.tmp).as_posix()
+            if rel not in (MANIFEST, ".owner", DATA, REJECTS):
+                self._manifest["files"][rel] = sha256_file(f)
         with open(self.tmp / MANIFEST, "w") as f:
             f.write(manifest_text(self._manifest))
             f.flush()
