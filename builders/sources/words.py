@@ -98,3 +98,11 @@ def format_box(box: list[float]) -> str:
     """A 0-1 box as the Qwen2-VL text form with 0-1000 integers."""
     x1, y1, x2, y2 = (round(v * 1000) for v in box)
     return f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+
+
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(ref: str) -> bool:
+    """True for `http://...` style references: readers quarantine them (offline tool)."""
+    return bool(URL_RE.match(ref))

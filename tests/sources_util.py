@@ -1,0 +1,49 @@
+"""Helpers for the source-reader tests: tiny PNGs, fixture paths, splitting a reader's output."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+from builders.sources.base import Reject, SourceItem
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the checkout
+PLACEHOLDER_SIZE = (8, 8)  # every placeholder/fixture image is an 8x8 PNG
+
+
+def tiny_png(key: str = "", size: tuple[int, int] = PLACEHOLDER_SIZE) -> bytes:
+    """A solid-colour PNG whose colour derives from `key`, so distinct keys give distinct bytes."""
+    from PIL import Image
+
+    r, g, b = hashlib.sha256(key.encode()).digest()[:3]
+    buf = io.BytesIO()
+    Image.new("RGB", size, (r, g, b)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: Path, key: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiny_png(str(key if key is not None else path.name)))
+    return path
+
+
+def write_json(path: Path, value) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1), encoding="utf-8")
+    return path
+
+
+def split(stream) -> tuple[list[SourceItem], list[Reject]]:
+    """A reader's output as (items, rejects), checking nothing else came out."""
+    items, rejects = [], []
+    for x in stream:
+        assert isinstance(x, (SourceItem, Reject)), type(x)
+        (items if isinstance(x, SourceItem) else rejects).append(x)
+    return items, rejects
+
+
+def reasons(rejects: list[Reject]) -> dict[str, str]:
+    """id -> reason, for exact assertions."""
+    return {r.id: r.reason for r in rejects}
