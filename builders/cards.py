@@ -133,10 +133,16 @@ def usage(manifest: dict) -> str:
 
 
 def contamination(manifest: dict) -> str:
+    """`contamination` is {bench_ref: images shared with it} (builders.contamination)."""
     c = manifest.get("contamination")
     if c is None:
         return "No contamination check recorded for this version."
-    return kv_table(c if isinstance(c, dict) else {"overlap": c})
+    if not c:
+        return "Checked: there was no benchmark split in the store to compare with."
+    if isinstance(c, dict):
+        return ("Images shared (by content hash) with each benchmark split in the store:\n\n"
+                + md_table(["benchmark split", "shared images"], [[k, c[k]] for k in sorted(c)]))
+    return kv_table({"overlap": c})
 
 
 def metrics(table: pa.Table) -> str:
@@ -144,7 +150,9 @@ def metrics(table: pa.Table) -> str:
     if not m:
         return "No predictions."
     keys = ["n", "format_rate", "image_accuracy", "acc_at_0.5", "mean_iou", "official_mean_iou", "choice_accuracy"]
-    return md_table(["task type"] + keys, [[t] + [row[k] for k in keys] for t, row in m.items()])
+    # n/a: no row of that task type can be scored that way (e.g. IoU of a multiple-choice task)
+    return md_table(["task type"] + keys, [[t] + ["n/a" if row[k] is None else row[k] for k in keys]
+                                           for t, row in m.items()])
 
 
 def _stats(values) -> str:
@@ -168,7 +176,12 @@ def pool(table: pa.Table) -> str:
 
 
 def schema_list(table: pa.Table) -> str:
-    return "\n".join(f"- `{f.name}`: `{f.type}`" for f in table.schema)
+    """The stored columns; the export (Parquet, the Hub) embeds the images."""
+    text = "\n".join(f"- `{f.name}`: `{f.type}`" for f in table.schema)
+    if "images" in table.schema.names:
+        text += ("\n\nIn the Parquet shards `images` holds the image bytes, in order, as `List(Image())`, "
+                 "and `image_refs` keeps the stored references above (sha256, width, height).")
+    return text
 
 
 def plots_md(figures: list[tuple[str, str]]) -> str:

@@ -126,7 +126,8 @@ def _hist(folder: Path, name: str, values: np.ndarray, title: str, xlabel: str) 
 
 def _metrics_plot(folder: Path, metrics: dict[str, dict]) -> str:
     fig, ax = _figure()
-    fig.subplots_adjust(left=0.14, right=0.7)
+    fig.set_size_inches(6.4, 2.8)  # room for the legend beside the bars
+    fig.subplots_adjust(left=0.1, right=0.74)
     keys = ["format_rate", "image_accuracy", "acc_at_0.5", "mean_iou"]
     tasks = list(metrics)
     width = 0.8 / len(keys)
