@@ -267,6 +267,11 @@ class Store:
     # checking ---------------------------------------------------------------
     def verify(self, version: Version | str) -> list[str]:
         """Recompute every hash the version rests on; each problem names its file."""
+        if isinstance(version, str):
+            name, _, sel = version.partition("@")
+            folder = self.root / "datasets" / name / sel
+            if sel and NAME_RE.match(name) and NAME_RE.match(sel) and folder.is_dir() and not (folder / MANIFEST).exists():
+                return [f"{MANIFEST}: missing (the version folder has no manifest)"]
         version = self.resolve(version)
         problems = _check_manifest(version)
         if problems:

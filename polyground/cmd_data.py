@@ -120,13 +120,13 @@ def summary_lines(s: dict) -> list[str]:
 
 def cmd_verify(args) -> int:
     store = open_store(args)
-    v = store.resolve(args.ref)
-    problems = store.verify(v)
+    problems = store.verify(args.ref)
     if problems:
-        print(f"{v.ref}: {len(problems)} problem(s)", file=sys.stderr)
+        print(f"{args.ref}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)
         return 1
+    v = store.resolve(args.ref)
     print(f"{v.ref}: ok ({len(v.manifest['files'])} files, {len(v.image_hashes)} images match their hashes)")
     return 0
 
