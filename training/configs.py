@@ -1,0 +1,190 @@
+"""Training configs: dataclasses extending TRL's, parsed from YAML + command line.
+
+Three dataclasses per run, as in open-r1: `DataArguments` (which frozen
+version, which answer profile, what to do with rows that do not fit),
+`ModelArguments` (TRL's `ModelConfig` + the vision-tower switch) and the
+trainer config (`SFTRunConfig` / `GRPORunConfig`, extending TRL's). Every
+field has a help string; checks live in `__post_init__`. Values come from the
+recipe YAML, then the command line (`--max_steps 4`), which wins. Unknown
+keys are a one-line `UserError`, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig, ModelConfig, SFTConfig
+
+from schemas.errors import UserError
+
+REWARD_NAMES = ("format", "image", "iou")
+# Attention projections exist only in the language model of Qwen-VL models (the
+# vision blocks use `qkv`/`proj`), so these targets leave the vision tower alone.
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+VISION_MODULES_RE = r".*\.(visual|vision_tower|vision_model)\..*"
+
+
+@dataclass
+class DataArguments:
+    """Which frozen version to train on and how to turn it into TRL rows."""
+
+    data: str | None = field(default=None, metadata={"help": "Dataset reference NAME[@VERSION|@TAG] in the store (a cot, tasks or rl-pool version)."})
+    store: str | None = field(default=None, metadata={"help": "Store folder (default: $POLYGROUND_STORE or ./polyground-store)."})
+    profile: str | None = field(default=None, metadata={"help": "Answer profile (qwen2_vl, qwen2_5_vl, norm1000). Default: the cot rows' own profile, else the model family's."})
+    on_overflow: str = field(default="refuse", metadata={"help": "Rows whose prompt + answer exceed the length limit: 'refuse' (stop with a report) or 'drop' (train without them, counted by reason).", "choices": ["refuse", "drop"]})
+    max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the version (smoke runs); recorded in run.json."})
+
+    def __post_init__(self):
+        if self.on_overflow not in ("refuse", "drop"):
+            raise ValueError(f"on_overflow must be 'refuse' or 'drop', not {self.on_overflow!r}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig with polyground's defaults: LoRA on the language model's attention."""
+
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (default). False (or --full) trains every unfrozen parameter: a from-scratch tiny model learns only that way."})
+    lora_target_modules: list[str] | None = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), metadata={"help": "Module names (or one regex) LoRA adapts. The default touches only the language model."})
+    freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder (and its merger) frozen, as the published recipes do. Set false to train it (a random tiny model needs that)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.use_peft and self.lora_r < 1:
+            raise ValueError("lora_r must be at least 1")
+
+
+def _bf16_default() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _resolve_precision_and_checkpointing(cfg) -> None:
+    # TRL turns bf16 and gradient checkpointing on everywhere; on CPU both only
+    # slow a tiny model down, so "unset" means "on where a GPU is present".
+    if cfg.bf16 is None:
+        cfg.bf16 = _bf16_default() and not cfg.fp16
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing;
+    # either name works here, and the old one is cleared to avoid its warning.
+    if cfg.activation_checkpointing is None:
+        import torch
+
+        old = cfg.gradient_checkpointing
+        cfg.activation_checkpointing = torch.cuda.is_available() if old is None else bool(old)
+    cfg.gradient_checkpointing = None
+
+
+@dataclass
+class SFTRunConfig(SFTConfig):
+    """TRL's SFTConfig with polyground's defaults (prompt/completion rows: loss on the answer only)."""
+
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the row id column so run.json can say which rows each rank saw."})
+
+    def __post_init__(self):
+        _resolve_precision_and_checkpointing(self)
+        super().__post_init__()
+        if self.packing:
+            raise ValueError("packing is not supported for image rows")
+        if self.max_length is not None and self.max_length < 16:
+            raise ValueError("max_length below 16 tokens cannot hold a prompt and an answer")
+
+
+@dataclass
+class GRPORunConfig(GRPOConfig):
+    """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
+
+    reward_funcs: list[str] = field(default_factory=lambda: list(REWARD_NAMES), metadata={"help": f"Reward functions by name, from {', '.join(REWARD_NAMES)}; weights in reward_weights (default: schemas.scoring.DEFAULT_REWARD_WEIGHTS)."})
+    difficulty_weighting: bool = field(default=False, metadata={"help": "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) times per epoch."})
+    difficulty_alpha: float = field(default=1.0, metadata={"help": "Strength of difficulty weighting (0 = off)."})
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
+
+    def __post_init__(self):
+        _resolve_precision_and_checkpointing(self)
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [r.strip() for r in self.reward_funcs.split(",") if r.strip()]
+        unknown = [r for r in self.reward_funcs if r not in REWARD_NAMES]
+        if unknown or not self.reward_funcs:
+            raise ValueError(f"reward_funcs {unknown or '[]'}: choose from {', '.join(REWARD_NAMES)}")
+        if self.reward_weights is None:
+            from schemas.scoring import DEFAULT_REWARD_WEIGHTS
+
+            self.reward_weights = [DEFAULT_REWARD_WEIGHTS[name] for name in self.reward_funcs]
+        if len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} reward_funcs")
+        if self.difficulty_alpha < 0:
+            raise ValueError("difficulty_alpha must be >= 0")
+        super().__post_init__()
+
+
+def field_names(*types) -> set[str]:
+    return {f.name for t in types for f in dataclasses.fields(t)}
+
+
+def parse_config(types: tuple, values: dict, argv: list[str], source: str = "config") -> tuple:
+    """Build the dataclasses from YAML `values` overridden by `argv` flags.
+
+    Unknown YAML keys, unknown flags and failed checks are each one UserError line.
+    """
+    from transformers import HfArgumentParser
+
+    known = field_names(*types)
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} (see --help-config)")
+    parser = HfArgumentParser(types)
+    parser.set_defaults(**values)
+    parser.error = _raise_user_error  # one line, not argparse's usage screen
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"invalid training config: {str(e).strip().splitlines()[0]}") from None
+    *objs, remaining = parsed
+    if remaining:
+        raise UserError(f"unknown option(s) {' '.join(remaining)} (see --help-config)")
+    return tuple(objs)
+
+
+def _raise_user_error(message: str):
+    raise UserError(message)
+
+
+def config_help(types: tuple) -> str:
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(types).format_help()
+
+
+def lora_config(model_args: ModelArguments):
+    """PEFT LoraConfig from the model arguments; None for full-parameter training."""
+    if not model_args.use_peft:
+        return None
+    from peft import LoraConfig
+
+    extra = {}
+    if model_args.lora_target_parameters is not None:
+        extra["target_parameters"] = model_args.lora_target_parameters
+    return LoraConfig(
+        task_type=model_args.lora_task_type, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout, target_modules=model_args.lora_target_modules, bias="none",
+        use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
+        modules_to_save=model_args.lora_modules_to_save,
+        # A broad target ("all-linear", gate_proj...) would also match vision blocks.
+        exclude_modules=VISION_MODULES_RE if model_args.freeze_vision_tower else None, **extra)
+
+
+def as_record(*objs) -> dict:
+    """JSON-able view of the parsed configs, for run.json."""
+    import json
+
+    out = {}
+    for obj in objs:
+        d = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+        out.update(json.loads(json.dumps(d, default=str)))
+    return {k: v for k, v in out.items() if "token" not in k.lower() or k in ("pad_token", "eos_token")}

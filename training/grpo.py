@@ -1,0 +1,58 @@
+"""GRPO from a frozen version: one `main` that delegates to TRL's GRPOTrainer.
+
+Rewards are the shared scoring (training.rewards): format, image (MIRG-RL's
+image-level reward) and IoU on the target image (object-level), weighted by
+`reward_weights` (default schemas.scoring.DEFAULT_REWARD_WEIGHTS). TRL logs
+each one under `rewards/<name>_reward/mean|std`. LoRA by default (vision tower
+frozen), full-parameter with `--full`. TRL's vLLM options (`use_vllm`,
+`vllm_mode`, ...) pass straight through for GPU users.
+
+Difficulty weighting (rl-pool only): hard tasks (low pass rate) are repeated
+in the training set; see training.data.repeat_by_difficulty for why sampling
+weight, not a reward scale.
+"""
+from __future__ import annotations
+
+from training.configs import DataArguments, GRPORunConfig, ModelArguments, as_record, lora_config
+
+CONFIG_TYPES = (DataArguments, GRPORunConfig, ModelArguments)
+
+
+def context_limit(model, training_args: GRPORunConfig) -> int | None:
+    """The most tokens prompt + completion may take: vLLM's limit when set, else the model's."""
+    if training_args.use_vllm and training_args.vllm_max_model_length:
+        return training_args.vllm_max_model_length
+    return getattr(model.config.get_text_config(), "max_position_embeddings", None)
+
+
+def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: ModelArguments) -> dict | None:
+    """Train; returns the run record on rank 0 (None on other ranks)."""
+    from trl import GRPOTrainer
+
+    from training.data import load_grpo_dataset, open_store
+    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
+    from training.models import freeze_vision_tower, load_model_and_processor
+    from training.rewards import make_reward_funcs
+
+    check_output_dir(training_args.output_dir)
+    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype)
+    alpha = training_args.difficulty_alpha if training_args.difficulty_weighting else None
+    dataset, info, profile = load_grpo_dataset(
+        open_store(data_args.store), data_args.data, processor, model.config.model_type, data_args.profile,
+        context_limit(model, training_args), training_args.max_completion_length, data_args.on_overflow,
+        data_args.max_rows, difficulty_alpha=alpha)
+    if model_args.freeze_vision_tower:
+        freeze_vision_tower(model)
+
+    trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(training_args.reward_funcs, profile),
+                          args=training_args, train_dataset=dataset, processing_class=processor,
+                          peft_config=lora_config(model_args))
+    recorder = RowRecorder.attach(trainer)
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    return finish_run(trainer, processor, recorder, train_output, {
+        "method": "grpo", "data_info": info, "profile": profile,
+        "model": model_record(trainer.model, processor, model_args.model_name_or_path, model_args),
+        "configs": as_record(data_args, training_args, model_args),
+        "extra": {"rewards": dict(zip(training_args.reward_funcs, training_args.reward_weights))},
+    })
