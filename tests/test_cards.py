@@ -98,8 +98,12 @@ def card_images(version) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (version.path / "README.md").read_text())
 
 
-@pytest.fixture
-def built(store):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One version of each kind, built once for the module (cards cost ~0.5 s each)."""
+    from builders.store import Store
+
+    store = Store(tmp_path_factory.mktemp("cards") / "store")
     tasks = make_tasks(store)
     bench = make_tasks(store, name="toy-bench", n=4, kind="bench")
     return {"tasks": tasks, "bench": bench, "cot": make_cot(store, tasks), "rl-pool": make_rlpool(store, tasks),
@@ -135,7 +139,7 @@ def test_card_of_every_kind_has_hub_yaml_and_existing_plots(built, kind):
         assert p in v.manifest["files"]  # the store hashes the plots with the card
 
 
-def test_card_counts_dropped_reasons_and_lineage(built, store):
+def test_card_counts_dropped_reasons_and_lineage(built):
     text = (built["tasks"].path / "README.md").read_text()
     assert "Kept **6** rows; dropped **3**." in text
     assert "| missing_image | 2 |" in text and "| invalid_box:empty | 1 |" in text
@@ -146,7 +150,9 @@ def test_card_counts_dropped_reasons_and_lineage(built, store):
         assert expected in cot, expected
     rl = (built["rl-pool"].path / "README.md").read_text()
     assert "merged-sft" in rl and "| k | 4 |" in rl
-    assert store.verify(built["cot"]) == []
+    from builders.store import Store
+
+    assert Store(built["cot"].path.parents[2]).verify(built["cot"]) == []
 
 
 def test_predictions_metrics_exact():

@@ -1,0 +1,191 @@
+"""publish: the dry-run folder loads back equal to the store; the upload path
+runs against a local fake Hub (tests/hub_server.py); the token is never written."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from builders.publish import check_folder, publish
+from hub_server import FakeHub
+from polyground.cli import main
+from schemas.errors import UserError
+from test_cards import make_cot, make_tasks
+
+TOKEN = "hf_secret_xyz"
+
+
+@pytest.fixture
+def hub_env(monkeypatch, tmp_path):
+    """A planted token, and a client allowed to talk to the local fake Hub."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets offline mode for the real Hub
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the fake Hub speaks LFS, not Xet
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
+
+
+@pytest.fixture
+def hub(hub_env):
+    fake = FakeHub(token=TOKEN)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def load_folder(folder: Path, tmp_path: Path):
+    import datasets
+
+    dd = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
+    assert len(dd) == 1
+    return next(iter(dd.values()))
+
+
+def assert_equals_store(ds, version, store):
+    """Row by row: every stored column equal; images the stored bytes, in order."""
+    import datasets
+
+    stored = version.table().to_pylist()
+    assert len(ds) == len(stored)
+    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    for got, want in zip(raw, stored):
+        assert got["image_refs"] == want["images"]
+        assert [i["bytes"] for i in got["images"]] == [store.image_path(r["sha256"]).read_bytes() for r in want["images"]]
+        assert {k: v for k, v in got.items() if k not in ("images", "image_refs")} == \
+            {k: v for k, v in want.items() if k != "images"}
+
+
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_dry_run_folder_loads_equal_to_the_store(store, tmp_path, capsys):
+    tasks = make_tasks(store, n=6)
+    cot = make_cot(store, tasks)
+    out = tmp_path / "out"
+    code = main(["--store", str(store.root), "publish", cot.ref, "--repo", "me/toy-cot", "--dry-run", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert names == ["README.md", "data/train-00000-of-00001.parquet", "manifest.json", "plots/box_sizes.png",
+                     "plots/iou.png", "plots/task_mix.png"]
+    for name in names:
+        assert f"  {name}" in printed
+    assert printed.startswith("would send 6 files,") and f"tag {cot.id} (nothing sent)" in printed
+    assert_equals_store(load_folder(out, tmp_path), cot, store)
+
+
+def test_bench_folder_is_a_test_split(store, tmp_path):
+    bench = make_tasks(store, name="bench", n=3, kind="bench")
+    result = publish(store, bench.ref, "me/bench", dry_run=True, out=tmp_path / "b")
+    assert [f for f, _ in result.files if f.endswith(".parquet")] == ["data/test-00000-of-00001.parquet"]
+    ds = load_folder(tmp_path / "b", tmp_path)
+    assert ds.split == "test"
+    assert_equals_store(ds, bench, store)
+
+
+def test_upload_one_commit_then_tag(store, tmp_path, hub, capsys):
+    tasks = make_tasks(store, n=4)
+    dry = publish(store, tasks.ref, "me/toy", dry_run=True, out=tmp_path / "dry")
+    code = main(["--store", str(store.root), "publish", tasks.ref, "--repo", "me/toy", "--endpoint", hub.url, "--private"])
+    assert code == 0, capsys.readouterr().err
+    repo = hub.repos["me/toy"]
+    assert repo.private and repo.repo_type == "dataset"
+    commits = [m for m, p in hub.requests if p.startswith("/api/datasets/me/toy/commit/")]
+    assert len(commits) == 1  # ONE commit for the whole folder
+    assert repo.tags == {tasks.id: repo.branches["main"]}  # the tag marks that commit
+    tree = repo.commit(tasks.id).tree
+    sent = {p: b for p, b in tree.items() if p != ".gitattributes"}
+    assert sorted(sent) == sorted(f for f, _ in dry.files)
+    for path in ("README.md", "manifest.json", "data/train-00000-of-00001.parquet"):
+        assert sent[path] == (tmp_path / "dry" / path).read_bytes(), path
+    assert any(p.endswith("/lfs-upload/" + hashlib.sha256(sent["data/train-00000-of-00001.parquet"]).hexdigest())
+               for _, p in hub.requests)  # the shard went through LFS, not inline
+    assert set(hub.auth_headers) - {""} == {f"Bearer {TOKEN}"}
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith(f"published {tasks.ref} to {hub.url}/datasets/me/toy at tag {tasks.id}")
+    # what the tag holds, written out, loads as exactly this version
+    for path, data in sent.items():
+        (tmp_path / "pulled" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pulled" / path).write_bytes(data)
+    assert_equals_store(load_folder(tmp_path / "pulled", tmp_path), tasks, store)
+
+
+def test_stale_files_are_deleted_in_the_same_commit(store, tmp_path, hub):
+    tasks = make_tasks(store, n=2)
+    hub.create_repo({"name": "toy", "organization": "me", "type": "dataset"})
+    old = hub.repos["me/toy"].commit("main").tree
+    hub._new_commit(hub.repos["me/toy"], {**old, "data/train-00001-of-00002.parquet": b"old shard"}, "old")
+    result = publish(store, tasks.ref, "me/toy", endpoint=hub.url, tag="v1")
+    tree = hub.repos["me/toy"].commit("v1").tree
+    assert "data/train-00001-of-00002.parquet" not in tree and ".gitattributes" in tree
+    assert hub.repos["me/toy"].tags["v1"] == result.commit
+
+
+def test_existing_tag(store, tmp_path, hub):
+    tasks = make_tasks(store, n=2)
+    other = make_tasks(store, name="other", n=3)
+    publish(store, tasks.ref, "me/toy", endpoint=hub.url)
+    again = publish(store, tasks.ref, "me/toy", endpoint=hub.url)  # same version, same id tag: nothing to do
+    assert again.commit is None and "already published" in again.notes[0]
+    n_commits = len(hub.repos["me/toy"].commits)
+    with pytest.raises(UserError, match=f"tag '{tasks.id}' already exists in me/toy"):
+        publish(store, other.ref, "me/toy", endpoint=hub.url, tag=tasks.id)
+    assert len(hub.repos["me/toy"].commits) == n_commits  # refused before any upload
+
+
+def test_token_is_written_nowhere(store, tmp_path, hub, capsys):
+    tasks = make_tasks(store, n=3)
+    assert main(["--store", str(store.root), "publish", tasks.ref, "--repo", "me/toy", "--endpoint", hub.url,
+                 "--out", str(tmp_path / "kept")]) == 0
+    assert main(["--store", str(store.root), "publish", tasks.ref, "--repo", "me/x", "--dry-run",
+                 "--out", str(tmp_path / "dry")]) == 0
+    before = capsys.readouterr()
+    wrong = FakeHub(token="hf_other")
+    wrong.start()
+    try:  # an error message must not carry the token either
+        assert main(["--store", str(store.root), "publish", tasks.ref, "--repo", "me/toy", "--endpoint", wrong.url]) == 2
+    finally:
+        wrong.stop()
+    printed = capsys.readouterr()
+    assert "rejected the token (401)" in printed.err and printed.err.count("\n") == 1
+    assert TOKEN not in before.out + before.err + printed.out + printed.err
+    assert (tmp_path / "kept" / "README.md").is_file()
+    assert files_holding(tmp_path, TOKEN.encode()) == []
+    assert all(TOKEN.encode() not in b for b in hub.repos["me/toy"].commit("main").tree.values())
+
+
+def test_errors_are_one_line(store, tmp_path, hub_env, monkeypatch, capsys):
+    tasks = make_tasks(store, n=2)
+    cli = ["--store", str(store.root), "publish", tasks.ref]
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    cases = [
+        (["--repo", "me/toy", "--endpoint", dead], "error: cannot reach the Hub at " + dead),
+        (["--repo", "bad repo!"], "error: --repo 'bad repo!':"),
+        (["--repo", "me/toy", "--dry-run", "--out", str(store.root)], "exists and is not an empty folder"),
+    ]
+    for args, expected in cases:
+        assert main(cli + args) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    monkeypatch.delenv("HF_TOKEN")
+    assert main(cli + ["--repo", "me/toy"]) == 2
+    assert capsys.readouterr().err.startswith("error: no Hugging Face token: set HF_TOKEN")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert main(cli + ["--repo", "me/toy"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_card_patterns_must_match_the_shards(store, tmp_path):
+    tasks = make_tasks(store, n=2)
+    publish(store, tasks.ref, "me/toy", dry_run=True, out=tmp_path / "f")
+    (tmp_path / "f" / "data" / "train-00000-of-00001.parquet").rename(tmp_path / "f" / "data" / "x.parquet")
+    with pytest.raises(UserError, match="do not match the exported shards"):
+        check_folder(tmp_path / "f")
