@@ -66,16 +66,21 @@ def _image_ref(url: str) -> str:
     return "sha256:" + hashlib.sha256(base64.b64decode(payload)).hexdigest()
 
 
+def _keyed_part(part: dict) -> dict:
+    if part.get("type") == "image_url":
+        return {"type": "image_url", "image": _image_ref(part["image_url"]["url"])}
+    if part.get("type") == "image_ref":  # the client's lazy form: same key as its data URL
+        return {"type": "image_url", "image": "sha256:" + part["sha256"]}
+    return part
+
+
 def keyed_messages(messages: list[dict]) -> list[dict]:
-    """The messages with every `image_url` data URL replaced by the content hash of its image."""
+    """The messages with every image (data URL or `image_ref`) replaced by its content hash."""
     out = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, list):
-            content = [
-                {"type": "image_url", "image": _image_ref(p["image_url"]["url"])} if p.get("type") == "image_url" else p
-                for p in content
-            ]
+            content = [_keyed_part(p) for p in content]
         out.append({**msg, "content": content})
     return out
 
