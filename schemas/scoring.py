@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from schemas.boxes import box_problem, clip01, iou
 from schemas.profiles import Parsed, Profile
@@ -42,12 +43,21 @@ class Scores:
     reason: str | None
 
 
+@lru_cache(maxsize=4096)
+def _target_problem(box: tuple) -> str | None:
+    # Cached: a GRPO group scores k completions against the same target box.
+    return box_problem(box)
+
+
 def _unverifiable(target_image, target_box, n_images: int) -> str | None:
     if target_box is None:
         return "unverifiable:no_target_box"
     if target_image is None or not 0 <= target_image < n_images:
         return "unverifiable:no_target_image"
-    problem = box_problem(target_box)
+    try:
+        problem = _target_problem(tuple(target_box))
+    except TypeError:  # unhashable values: not four numbers anyway
+        problem = box_problem(target_box)
     return f"unverifiable:target_box_{problem}" if problem else None
 
 
@@ -103,18 +113,19 @@ def combined_score(scores: Scores, weights: dict | None = None) -> float | None:
 
 
 # ---- multiple choice -----------------------------------------------------------
-_ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # Tried in order on the answer tag's content, else on the whole text. A lone
 # lowercase letter only counts when nothing word-like follows it, so that
-# "the answer is a cat" is not read as choice A.
+# "the answer is a cat" is not read as choice A. No two unbounded whitespace
+# runs sit side by side (quadratic backtracking on a long blank answer).
 _CHOICE_PATTERNS = tuple(
     re.compile(p)
     for p in (
         r"^\(?([A-Za-z])\)?[.:)]?$",  # the whole thing is a letter: "B", "(B)", "b."
-        r"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([A-Z])\)?(?![A-Za-z])",  # "Answer: B", "answer is (C)"
-        r"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([a-z])\)?(?=\s*(?:$|[.,;!)\]]))",  # "the answer is b"
+        r"(?i:answer)(?:\s+(?i:is))?(?:[ \t]*:)?\s*\(?([A-Z])\)?(?![A-Za-z])",  # "Answer: B", "answer is (C)"
+        r"(?i:answer)(?:\s+(?i:is))?(?:[ \t]*:)?\s*\(?([a-z])\)?(?=[ \t]*(?:$|[.,;!)\]]))",  # "the answer is b"
         r"\(([A-Z])\)",  # "(B) a red car"
-        r"(?m)^\s*([A-Z])[.):](?:\s|$)",  # "B. a red car" at the start of a line
+        r"(?m)^[ \t]*([A-Z])[.):](?:\s|$)",  # "B. a red car" at the start of a line
     )
 )
 
@@ -122,7 +133,7 @@ _CHOICE_PATTERNS = tuple(
 def extract_choice(text: str, n_choices: int) -> str | None:
     """The chosen letter, one of the first `n_choices` capitals ("A", "B", ...), or None."""
     answers = _ANSWER_TAG.findall(text)
-    span = answers[-1] if answers else text.strip()
+    span = (answers[-1] if answers else text).strip()
     valid = {chr(ord("A") + i) for i in range(n_choices)}
     for pattern in _CHOICE_PATTERNS:
         m = pattern.search(span)
