@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("preview", help="write an HTML page showing N rows with their images and boxes",
                        description=__doc__.splitlines()[0])
     p.add_argument("ref", metavar="REF", help="dataset version: NAME@VERSION, NAME@TAG or NAME")
-    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--out", help="HTML file to write (required; may come from --config)")
     p.add_argument("--n", type=int, default=12, help="rows to show, spread evenly over the dataset (default 12)")
     add_config_option(p)
     p.set_defaults(func=run)
@@ -21,7 +21,10 @@ def add_parsers(sub) -> None:
 
 def run(args) -> int:
     from builders.preview import write_preview
+    from schemas.errors import UserError
 
+    if not args.out:
+        raise UserError("data preview needs --out FILE.html, on the command line or in --config")
     rows, images = write_preview(open_store(args), args.ref, args.out, n=args.n)
     print(f"wrote {args.out}: {rows} rows, {images} images")
     return 0

@@ -22,7 +22,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("publish", help="push a version to the Hugging Face Hub with its card, then tag it",
                        description=__doc__.splitlines()[0])
     p.add_argument("ref", metavar="REF", help="dataset version: NAME@VERSION, NAME@TAG or NAME")
-    p.add_argument("--repo", required=True, help="Hub dataset repo id, e.g. me/mig-cot")
+    # not argparse-required: a --config file may give it (checked in run)
+    p.add_argument("--repo", help="Hub dataset repo id, e.g. me/mig-cot (required)")
     p.add_argument("--tag", help="tag to create on the commit (default: the version id)")
     p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
     p.add_argument("--dry-run", action="store_true", help="write and list the folder, send nothing")
@@ -34,7 +35,10 @@ def add_parsers(sub) -> None:
 
 def run(args) -> int:
     from builders.publish import publish
+    from schemas.errors import UserError
 
+    if not args.repo:
+        raise UserError("publish needs --repo ID (e.g. --repo me/mig-cot), on the command line or in --config")
     result = publish(open_store(args), args.ref, args.repo, tag=args.tag, private=args.private,
                      dry_run=args.dry_run, out=args.out, endpoint=args.endpoint)
     total = sum(size for _, size in result.files)

@@ -183,6 +183,17 @@ def test_errors_are_one_line(store, tmp_path, hub_env, monkeypatch, capsys):
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
+def test_options_from_a_config_file(store, tmp_path, capsys, monkeypatch):
+    tasks = make_tasks(store, n=2)
+    config = tmp_path / "publish.yaml"
+    config.write_text(f"repo: me/toy\ntag: v1\ndry_run: true\nout: {tmp_path / 'f'}\n")
+    monkeypatch.setenv("POLYGROUND_STORE", str(store.root))
+    assert main(["publish", tasks.ref, "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"dry run: {tasks.ref} -> me/toy at tag v1 (nothing sent)"
+    assert main(["publish", tasks.ref]) == 2
+    assert capsys.readouterr().err.startswith("error: publish needs --repo ID")
+
+
 def test_card_patterns_must_match_the_shards(store, tmp_path):
     tasks = make_tasks(store, n=2)
     publish(store, tasks.ref, "me/toy", dry_run=True, out=tmp_path / "f")
