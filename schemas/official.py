@@ -56,9 +56,9 @@ def official_extract_bbox(text: str) -> list[float]:
 def official_iou(ground_truth, prediction) -> float:
     """The official `calculate_iou`: IoU, 0 when the overlap is empty.
 
-    Equal to `boxes.iou` for well-formed boxes. Unlike it, an inverted
-    prediction keeps a negative area here (as upstream); a zero union, which
-    upstream divides by, gives 0.0.
+    Kept as upstream wrote it so the two can be compared line by line; on
+    finite boxes it equals `boxes.iou` (tests check it), except that where
+    upstream divides by a zero union (two boxes without area) this gives 0.0.
     """
     g, p = ground_truth, prediction
     x_left, y_top = max(g[0], p[0]), max(g[1], p[1])
