@@ -102,6 +102,8 @@ def check_item(item: SourceItem, cache: ImageCache, kept_ids: set) -> dict:
         return reject_row(None, "invalid_row:id", "missing or empty id", item_record(item))
     if item.id in kept_ids:
         return reject_row(item.id, "duplicate_id", "an earlier row has this id", item_record(item))
+    if not item.images:
+        return reject_row(item.id, "invalid_row:images", "images: no image", item_record(item))
     problem = target_problem(item)
     if problem:
         return reject_row(item.id, *problem, item_record(item))
