@@ -69,8 +69,21 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def flatten(d: dict, prefix: str = "", depth: int = 1) -> dict:
+    """Nested dicts as dotted keys (`policy.identity`), `depth` levels deep; lists stay whole."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and depth > 0:
+            out.update(flatten(v, key + ".", depth - 1))
+        else:
+            out[key] = v
+    return out
+
+
 def kv_table(d: dict, empty: str = NOT_RECORDED) -> str:
-    return md_table(["key", "value"], [[k, d[k]] for k in sorted(d)]) if d else empty
+    flat = flatten(d)
+    return md_table(["key", "value"], [[k, flat[k]] for k in sorted(flat)]) if flat else empty
 
 
 def _distinct(table: pa.Table, column: str) -> list:
@@ -129,7 +142,9 @@ def usage(manifest: dict) -> str:
     u = manifest.get("usage")
     if not u:
         return "No generation usage recorded: no model was called to build this version."
-    return kv_table(u if isinstance(u, dict) else {"usage": u})
+    u = u if isinstance(u, dict) else {"usage": u}
+    note = "" if any("cost" in k for k in flatten(u)) else "\n\nCost: not recorded in the manifest."
+    return kv_table(u) + note
 
 
 def contamination(manifest: dict) -> str:
