@@ -166,3 +166,10 @@ def test_real_file_every_item_has_a_target_or_an_explained_reject(tmp_path):
             assert all(0.0 <= v <= 1.0 for v in it.target_box)
     multi_view = [it for it in items if it.task_type in ("multi_view", "object_tracking")]
     assert all(len(it.meta["input_boxes"]) == 1 for it in multi_view)
+
+    # End to end: ingest resolves every path inside the root and keeps every item.
+    from builders.ingest import ingest
+    from builders.store import Store
+
+    kept, dropped = ingest(read_migbench(root), Store(tmp_path / "store"), progress=False, root=root.resolve())
+    assert len(kept) == 4290 and {r["reason"] for r in dropped} == {"invalid_box:inverted"}

@@ -89,7 +89,7 @@ def read_blink(path: Path | str, subsets=None, split: str | None = "val",
     import pyarrow.parquet as pq
 
     wanted = _subset_names(subsets)
-    files = parquet_files(Path(path), split)
+    files = parquet_files(Path(path).absolute(), split)  # absolute: see image_ref
     if wanted:
         known = {s for s, _ in files if s}
         unknown = wanted - known if known else set()

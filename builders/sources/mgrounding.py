@@ -130,7 +130,7 @@ def json_files(path: Path) -> list[Path]:
 
 def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem per human/gpt round of every conversation."""
-    path = Path(path)
+    path = Path(path).absolute()  # ingest reads a relative path as relative to the root
     top = path if path.is_dir() else path.parent
     for file in json_files(path):
         base = None

@@ -46,7 +46,8 @@ REGION_RE = re.compile(r"\bthe\s+(\d+)\s*(?:st|nd|rd|th)\s+region\b", re.IGNOREC
 
 def read_migbench(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem (or Reject) per item of DIR/MIG_data.json (or a JSON file)."""
-    file = Path(path)
+    # Absolute: ingest reads a relative path as relative to the source root.
+    file = Path(path).absolute()
     if file.is_dir():
         file = file / "MIG_data.json"
     if not file.is_file():

@@ -85,7 +85,8 @@ def read_mmiu(path: Path | str, subsets=None, **_ignored) -> Iterator[SourceItem
     import pyarrow.parquet as pq
 
     wanted = _subset_names(subsets)
-    for file in files_under(Path(path)):
+    # Absolute paths: ingest reads a relative path as relative to the source root.
+    for file in files_under(Path(path).absolute()):
         names = pq.read_schema(file).names if file.suffix == ".parquet" else None
         roles = layout(names) if names is not None else None
         for row, rec in enumerate(records(file)):
