@@ -14,6 +14,7 @@ Reused by `build cot` (teacher) and `build rl-pool` (policy). The interface:
     # sync, many requests at bounded concurrency; one entry per request, in order
     results = client.generate_many([Request(messages, n=8, sampling=...)], progress=None)
     #   -> list[list[Sample] | RequestFailed]; raises EndpointError (a UserError)
+    #   (await client.generate_all(requests, progress) inside a running loop)
     #      when the endpoint is down, refuses the key or lacks the model
     client.stats    # Counter: requests, retries, cache_hits, samples, failed, fault:<kind>, tokens
 
@@ -364,34 +365,38 @@ class EndpointClient:
         self.stats["failed_4xx"] += 1
         return RequestFailed(f"HTTP {code}: {message}", 1)
 
-    async def generate_all(self, requests: list[Request], progress=None) -> list:
+    async def generate_all(self, requests, progress=None) -> list:
         """Every request at bounded concurrency: one `list[Sample] | RequestFailed` per request, in order.
 
-        progress(done, total) is called after each request. An EndpointError
-        cancels what is in flight (received responses are cached) and is raised.
+        `requests` may be any iterable (a generator builds each Request only when a
+        worker takes it, which bounds memory). progress(done) is called after each
+        request. An EndpointError cancels what is in flight (received responses are
+        cached) and is raised.
         """
         self._start()
+        results: dict[int, object] = {}
+        queue = enumerate(requests)  # shared by the workers; next() never awaits
 
-        async def one(r: Request):
-            try:
-                return await self.generate(r.messages, r.n, r.sampling, r.sample_offset)
-            except RequestFailed as e:
-                return e
-
-        tasks = [asyncio.create_task(one(r)) for r in requests]
-        try:
-            for done, fut in enumerate(asyncio.as_completed(tasks), 1):
-                await fut
+        async def worker():
+            for i, r in queue:
+                try:
+                    results[i] = await self.generate(r.messages, r.n, r.sampling, r.sample_offset)
+                except RequestFailed as e:
+                    results[i] = e
                 if progress:
-                    progress(done, len(tasks))
+                    progress(len(results))
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(*workers)
         except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
             await self.aclose()
-        return [t.result() for t in tasks]
+        return [results[i] for i in range(len(results))]
 
     def generate_many(self, requests: list[Request], progress=None) -> list:
         """Sync wrapper of `generate_all` (runs its own event loop)."""

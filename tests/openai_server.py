@@ -25,6 +25,10 @@ Faults are injected at set rates (`Faults`):
   sample always gets the same fault and a rerun is reproducible: a wrong
   answer, a refusal, a completion cut at `finish_reason: "length"`, an empty one.
 
+For exact tests, `server.script` is a list of transport faults served to the
+next requests in order (before any random draw), and `server.fixed_status`
+(e.g. 401, 404, 400) answers every request with that status.
+
 Counters (`server.stats`, a Counter) count requests by outcome; `server.served`
 counts how many times each (request content, sample index) was answered whole,
 which is how tests prove that a rerun asks nothing twice.
@@ -207,6 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(body)
         except ValueError:
             return self._send(400, {"error": {"message": "request body is not JSON"}})
+        if srv.keep_requests:
+            with srv._lock:
+                srv.requests.append(request)
+        if srv.fixed_status:
+            return self._send(srv.fixed_status, {"error": {"message": f"status {srv.fixed_status} (scripted)"}})
         if srv.latency:
             time.sleep(srv.latency)
         fault = srv.draw_transport_fault()
@@ -263,18 +272,23 @@ class FakeOpenAIServer:
 
     url: the base URL for clients (`http://127.0.0.1:PORT/v1`).
     policy: `(request_json, sample_index) -> str | Reply`; faults: `Faults`;
-    latency: seconds slept per request before answering; seed: fault RNG seed.
+    latency: seconds slept per request before answering; seed: fault RNG seed;
+    keep_requests: keep every request body in `requests` (tests read the prompts).
     """
 
     def __init__(self, policy=None, faults: Faults | None = None, latency: float = 0.0,
-                 seed: int = 0, supports_n: bool = True, port: int = 0):
+                 seed: int = 0, supports_n: bool = True, port: int = 0, keep_requests: bool = False):
         self.policy = policy or echo_policy
         self.faults = faults or Faults()
         self.latency = latency
         self.seed = seed
         self.supports_n = supports_n
+        self.keep_requests = keep_requests  # tests that read what was sent; off for benches
         self.stats: Counter = Counter()
         self.served: Counter = Counter()  # (content key, sample index) -> times answered whole
+        self.script: list[str] = []  # transport faults for the next requests, in order
+        self.fixed_status: int | None = None
+        self.requests: list[dict] = []  # every parsed request body, in arrival order
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._httpd = _Server(("127.0.0.1", port), _Handler)
@@ -311,6 +325,8 @@ class FakeOpenAIServer:
 
     def draw_transport_fault(self) -> str | None:
         with self._lock:
+            if self.script:
+                return self.script.pop(0)
             u = self._rng.random()
         for name in TRANSPORT_FAULTS:
             u -= getattr(self.faults, name)
