@@ -1,7 +1,7 @@
 """A fake Hugging Face Hub over local HTTP, for testing the publish path offline.
 
 It implements only the endpoints `huggingface_hub.HfApi` calls for
-create_repo, list_repo_refs, upload_folder (validate-yaml, tree listing,
+create_repo (and the repo_info it falls back on after a 403), list_repo_refs, upload_folder (validate-yaml, tree listing,
 preupload, LFS batch + basic PUT upload, NDJSON commit) and create_tag, with
 the Hub's answers as huggingface_hub 2.x parses them. State is in memory:
 repos -> commits (a full tree of path -> bytes each), branches and tags, plus
@@ -57,8 +57,9 @@ class HubError(Exception):
 class FakeHub:
     """In-memory Hub state plus the HTTP server that serves it."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, read_only_namespaces: tuple[str, ...] = ()):
         self.token = token
+        self.read_only = set(read_only_namespaces)  # the token may not create repos there (403)
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}  # LFS objects by sha256
         self.requests: list[tuple[str, str]] = []  # (method, path)
@@ -103,12 +104,18 @@ class FakeHub:
     def create_repo(self, body: dict) -> dict:
         repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
         url = f"{self.url}/datasets/{repo_id}"
+        if body.get("organization") in self.read_only:
+            raise HubError(403, f"You don't have the rights to create a dataset under the namespace {body['organization']}")
         if repo_id in self.repos:  # the real Hub also names the existing repo's url
             raise HubError(409, "You already created this dataset repo", extra={"url": url})
         repo = Repo(body.get("type") or "model", body.get("visibility") == "private")
         self.repos[repo_id] = repo
         self._new_commit(repo, {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, "initial")
         return {"url": url, "name": repo_id}
+
+    def info(self, repo_id: str) -> dict:
+        repo = self.repo(repo_id)
+        return {"id": repo_id, "sha": repo.branches["main"], "private": repo.private, "siblings": []}
 
     def refs(self, repo_id: str) -> dict:
         repo = self.repo(repo_id)
@@ -184,6 +191,7 @@ class FakeHub:
 ROUTES = [  # (method, path regex, handler(hub, match, body bytes) -> JSON-able)
     ("POST", r"/api/repos/create", lambda h, m, b: h.create_repo(json.loads(b))),
     ("POST", r"/api/validate-yaml", lambda h, m, b: {"errors": [], "warnings": []}),
+    ("GET", rf"/api/datasets/{REPO}", lambda h, m, b: h.info(m["repo"])),
     ("GET", rf"/api/datasets/{REPO}/refs", lambda h, m, b: h.refs(m["repo"])),
     ("GET", rf"/api/datasets/{REPO}/tree/(?P<rev>[^/]+)", lambda h, m, b: h.tree(m["repo"], m["rev"])),
     ("POST", rf"/api/datasets/{REPO}/preupload/(?P<rev>[^/]+)", lambda h, m, b: h.preupload(m["repo"], json.loads(b))),

@@ -183,6 +183,33 @@ def test_errors_are_one_line(store, tmp_path, hub_env, monkeypatch, capsys):
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
+def test_namespace_without_write_access(store, hub_env):
+    tasks = make_tasks(store, n=2)
+    hub = FakeHub(token=TOKEN, read_only_namespaces=("someorg",))
+    hub.start()
+    try:
+        with pytest.raises(UserError, match=r"^the token has no write access to someorg/toy \(403\)"):
+            publish(store, tasks.ref, "someorg/toy", endpoint=hub.url)
+    finally:
+        hub.stop()
+    assert not hub.repos
+
+
+def test_repo_not_found_message():
+    import httpx2
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from builders.publish import hub_errors
+
+    response = httpx2.Response(404, request=httpx2.Request("POST", "http://hub/api/datasets/me/toy/preupload/main"))
+    with pytest.raises(UserError) as e, hub_errors("me/toy", "http://hub", "hf_tok"):
+        raise RuntimeError("upload failed") from RepositoryNotFoundError("404 hf_tok Repository Not Found", response=response)
+    assert str(e.value) == "dataset repo me/toy not found on http://hub, or the token cannot see it"
+    with pytest.raises(UserError) as e, hub_errors("me/toy", "http://hub", "hf_tok"):
+        raise ValueError("header Bearer hf_tok refused\nsecond line")  # an unforeseen failure quoting the token
+    assert str(e.value) == "publishing to me/toy failed: ValueError: header Bearer *** refused"
+
+
 def test_options_from_a_config_file(store, tmp_path, capsys, monkeypatch):
     tasks = make_tasks(store, n=2)
     config = tmp_path / "publish.yaml"
