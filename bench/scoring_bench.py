@@ -62,7 +62,11 @@ def make_rows(n: int, seed: int) -> list[tuple]:
     return rows
 
 
-def bench_iou(n: int, seed: int) -> float:
+def _rates(n: int, wall: float, cpu: float) -> tuple[float, float]:
+    return n / wall, n / cpu
+
+
+def bench_iou(n: int, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
 
     def boxes():
@@ -71,20 +75,20 @@ def bench_iou(n: int, seed: int) -> float:
 
     a, b = boxes(), boxes()
     iou_many(a[:1000], b[:1000])  # warm-up
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     out = iou_many(a, b)
-    elapsed = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(out[i] == iou(a[i], b[i]) for i in range(0, n, max(1, n // 1000)))
-    return n / elapsed
+    return _rates(n, wall, cpu)
 
 
-def bench_scoring(rows: list[tuple]) -> tuple[float, dict]:
+def bench_scoring(rows: list[tuple]) -> tuple[tuple[float, float], dict]:
     reasons: dict = {}
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for row in rows:
         s = score_completion(*row)
         reasons[s.reason] = reasons.get(s.reason, 0) + 1
-    return len(rows) / (time.perf_counter() - start), reasons
+    return _rates(len(rows), time.perf_counter() - wall, time.process_time() - cpu), reasons
 
 
 def main(argv=None) -> None:
@@ -92,11 +96,12 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=100_000, help="completions to score (and 10x as many box pairs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    boxes_per_s = bench_iou(10 * args.n, args.seed)
+    boxes = bench_iou(10 * args.n, args.seed)
     rows = make_rows(args.n, args.seed)
-    completions_per_s, reasons = bench_scoring(rows)
-    print(f"iou_many:         {boxes_per_s:>13,.0f} boxes/s        (target >= 1,000,000)")
-    print(f"parse+score:      {completions_per_s:>13,.0f} completions/s  (target >= 50,000)")
+    completions, reasons = bench_scoring(rows)
+    # CPU time as well as wall time: on a shared machine other jobs slow the wall clock.
+    print(f"iou_many:    {boxes[0]:>12,.0f} boxes/s wall, {boxes[1]:>12,.0f} per CPU second  (target >= 1,000,000)")
+    print(f"parse+score: {completions[0]:>12,.0f} completions/s wall, {completions[1]:>9,.0f} per CPU second  (target >= 50,000)")
     print("outcomes:", ", ".join(f"{k or 'ok'}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
 
 

@@ -42,16 +42,18 @@ def box_problem(box, tol: float = 0.05) -> str | None:
     # Exact float first: the ABC check is ten times slower, and this runs per completion.
     if not (type(x1) is type(y1) is type(x2) is type(y2) is float) and not all(map(_is_number, (x1, y1, x2, y2))):
         return "not_four_numbers"
-    fin = math.isfinite
-    if not (fin(x1) and fin(y1) and fin(x2) and fin(y2)):
-        return "nan"
+    total = x1 + y1 + x2 + y2  # finite unless a value is NaN/inf (or all are near 1e308)
+    if total - total != 0.0:
+        fin = math.isfinite
+        if not (fin(x1) and fin(y1) and fin(x2) and fin(y2)):
+            return "nan"
     lo, hi = -tol, 1 + tol
     if not (lo <= x1 <= hi and lo <= y1 <= hi and lo <= x2 <= hi and lo <= y2 <= hi):
         return "out_of_range"
     if x2 < x1 or y2 < y1:
         return "inverted"
     # Clipped: a box lying wholly past the border (within tol) has no area left.
-    if min(x2, 1) <= max(x1, 0) or min(y2, 1) <= max(y1, 0):
+    if (x2 if x2 < 1 else 1) <= (x1 if x1 > 0 else 0) or (y2 if y2 < 1 else 1) <= (y1 if y1 > 0 else 0):
         return "zero_area"
     return None
 

@@ -1,9 +1,16 @@
 """schemas.scoring: literal completion -> scores and rewards, and multiple choice."""
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
-from schemas.profiles import PROFILES
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.official import official_completion_iou, official_extract_bbox
+from schemas.profiles import PARSE_ERRORS, PROFILES
 from schemas.scoring import (
     DEFAULT_REWARD_WEIGHTS,
     SCORING_VERSION,
@@ -146,3 +153,32 @@ def test_extract_choice(text, n, expected):
 )
 def test_score_choice(text, answer, expected):
     assert score_choice(text, answer, 4) == expected
+
+
+# ---- properties ------------------------------------------------------------------------------
+PIECES = ["<think>", "</think>", "<answer>", "</answer>", "(", ")", ",", "1", "250", "750", "٣", "image", " ",
+          "\n", "{", "}", '"bbox_2d"', '"image"', ":", "[", "]", "2nd", "second", "<|box_start|>", "-", ".", "NaN"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(st.text(max_size=200), st.lists(st.sampled_from(PIECES), max_size=40).map("".join)),
+    name=st.sampled_from(sorted(PROFILES)),
+)
+def test_no_completion_makes_scoring_raise(text, name):
+    s = score_completion(text, 1, [], T, S3, PROFILES[name])
+    assert s.parsed.error is None or s.parsed.error in PARSE_ERRORS
+    assert s.format_ok == (s.parsed.error is None)
+    assert 0.0 <= s.iou <= 1.0 and 0.0 <= combined_score(s) <= 1.4 + 1e-12
+    assert len(official_extract_bbox(text)) == 4 and official_completion_iou(text, T) >= 0.0
+    extract_choice(text, 4)
+
+
+def test_schemas_never_import_torch_or_transformers():
+    code = (
+        "import sys, schemas.boxes, schemas.profiles, schemas.official, schemas.scoring, schemas.rows; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'builders', 'training', 'polyground'}); "
+        "assert not bad, bad"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
