@@ -171,7 +171,9 @@ class EndpointBackend(Backend):
         from builders.client import Request, RequestFailed
 
         params = {**sampling, "seed": seed}
-        requests = [Request(user_turn(t, self.profile, self._image), n=k, sampling=params) for t in tasks]
+        # A generator: a request's images are read and encoded only when a worker takes it,
+        # so memory holds `concurrency` prompts, not the whole chunk's.
+        requests = (Request(user_turn(t, self.profile, self._image), n=k, sampling=params) for t in tasks)
         out = []
         for task, result in zip(tasks, self.client.generate_many(requests)):
             if isinstance(result, RequestFailed):
@@ -232,6 +234,20 @@ class LocalBackend(Backend):
         return [self.store.image_path(i["sha256"]) for i in task["images"]]
 
 
+def _image_processor_config(folder: Path) -> dict:
+    """The saved image processor settings: transformers 5 nests them in processor_config.json,
+    older versions write preprocessor_config.json."""
+    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        try:
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        data = data.get(key) if key else data
+        if isinstance(data, dict) and data:
+            return data
+    return {}
+
+
 def default_profile(policy: str, policy_model: str | None, name: str | None):
     """--profile, else the policy's family: config.json's model_type for a folder (with the
     processor's pixel bounds for qwen2_5_vl), the served model's name for an endpoint."""
@@ -247,10 +263,7 @@ def default_profile(policy: str, policy_model: str | None, name: str | None):
     chosen = name or profile_for_model(model_type or folder.name).name
     if chosen != "qwen2_5_vl":
         return get_profile(chosen)
-    try:  # the frame of qwen2_5_vl is the processor's resize: read its bounds
-        pre = json.loads((folder / "preprocessor_config.json").read_text())
-    except (OSError, ValueError):
-        pre = {}
+    pre = _image_processor_config(folder)  # the frame of qwen2_5_vl is the processor's resize
     size = pre.get("size") or {}
     return get_profile(chosen, pre.get("min_pixels") or size.get("shortest_edge"),
                        pre.get("max_pixels") or size.get("longest_edge"))

@@ -208,23 +208,12 @@ def test_cli_endpoint(store, server, tmp_path):
     assert code == 2 and "--policy-model" in err
 
 
-@pytest.fixture(scope="session")
-def tiny_policy(request, tmp_path_factory):
-    """The session's tiny model when conftest provides one, else one built here."""
-    try:
-        return request.getfixturevalue("tiny_model")
-    except pytest.FixtureLookupError:
-        from training.models import build_tiny_model
-
-        return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.mark.slow
-def test_tiny_local_model_end_to_end(store, tiny_policy):
+def test_tiny_local_model_end_to_end(store, tiny_model):
     """A random model never answers right: the default band keeps nothing (a clear error,
     nothing written); [0,1] keeps every task at pass rate 0 (the demo's fallback)."""
     version = write_version(store, "tasks", table=tasks_table(store, 3))
-    args = ["build", "rl-pool", "--tasks", "tasks", "--policy", str(tiny_policy), "--profile", "short", "--k", "2",
+    args = ["build", "rl-pool", "--tasks", "tasks", "--policy", str(tiny_model), "--profile", "short", "--k", "2",
             "--max-tokens", "8", "--batch-size", "2", "--device", "cpu", "--name", "pool"]
     code, out, err = run_cli(store, *args)
     assert code == 2 and out == ""
