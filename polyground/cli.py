@@ -80,11 +80,15 @@ def add_config_option(p: argparse.ArgumentParser, passthrough: bool = False) -> 
 def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
     """Follow the sub-command words in argv down to the parser that handles them."""
     current = parser
-    for word in argv:
+    words = iter(argv)
+    for word in words:
+        if word.startswith("-"):
+            action = current._option_string_actions.get(word)
+            if action is not None and action.nargs is None and action.const is None:
+                next(words, None)  # the option's value (e.g. `--store DIR`) is not a command word
+            continue
         subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs or word not in subs[0].choices:
-            if word.startswith("-"):
-                continue
             break
         current = subs[0].choices[word]
     return current
