@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from schemas.boxes import box_problem, clip01, iou
 from schemas.profiles import Parsed, Profile
@@ -43,21 +42,14 @@ class Scores:
     reason: str | None
 
 
-@lru_cache(maxsize=4096)
-def _target_problem(box: tuple) -> str | None:
-    # Cached: a GRPO group scores k completions against the same target box.
-    return box_problem(box)
-
-
 def _unverifiable(target_image, target_box, n_images: int) -> str | None:
     if target_box is None:
         return "unverifiable:no_target_box"
     if target_image is None or not 0 <= target_image < n_images:
         return "unverifiable:no_target_image"
-    try:
-        problem = _target_problem(tuple(target_box))
-    except TypeError:  # unhashable values: not four numbers anyway
-        problem = box_problem(target_box)
+    # Not cached per box: (True, 0, 1, 1) == (1, 0, 1, 1) in Python, so a
+    # cache keyed on values would hand a bool box the verdict of an int box.
+    problem = box_problem(target_box)
     return f"unverifiable:target_box_{problem}" if problem else None
 
 

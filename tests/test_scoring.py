@@ -76,6 +76,13 @@ def test_score_completion(name, completion, target, equivalent, box, expected, c
     assert combined_score(s) == (None if combined is None else pytest.approx(combined, abs=1e-12))
 
 
+def test_target_box_verdict_depends_on_types_not_just_values():
+    completion, profile = wrap("the second image: (0,0),(1000,1000)"), PROFILES["qwen2_vl"]
+    assert score_completion(completion, 1, [], [0, 0, 1, 1], S3, profile).iou == 1.0
+    s = score_completion(completion, 1, [], [False, False, True, True], S3, profile)
+    assert (s.iou, s.reason) == (None, "unverifiable:target_box_not_four_numbers")
+
+
 def test_single_image_rows_need_no_image_named():
     s = score_completion(wrap("(250,250),(750,750)"), 0, [], T, [(640, 480)], PROFILES["qwen2_vl"])
     assert (s.format_ok, s.image_correct, s.iou) == (True, True, 1.0)
