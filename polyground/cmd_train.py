@@ -57,7 +57,8 @@ def run(args, method: str) -> int:
         print(config_help(types))
         return 0
     source = f"config {args.config}" if args.config else "command line"
-    data_args, training_args, model_args = parse_config(types, collect_values(args), args.extra, source)
+    extra = getattr(args, "extra", None) or []  # absent when the dispatcher parsed strictly
+    data_args, training_args, model_args = parse_config(types, collect_values(args), extra, source)
     if not data_args.data:
         raise UserError("--data is required (a dataset reference NAME[@VERSION|@TAG])")
     if not model_args.model_name_or_path:

@@ -32,3 +32,11 @@ def store(tmp_path):
     from builders.store import Store
 
     return Store(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The tiny random "test" Qwen2.5-VL (~0.2M parameters), built once per session."""
+    from training.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="test")

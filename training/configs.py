@@ -74,6 +74,10 @@ def _resolve_precision_and_checkpointing(cfg) -> None:
         old = cfg.gradient_checkpointing
         cfg.activation_checkpointing = torch.cuda.is_available() if old is None else bool(old)
     cfg.gradient_checkpointing = None
+    if cfg.dataloader_pin_memory is None:  # pinned memory only helps host-to-GPU copies
+        import torch
+
+        cfg.dataloader_pin_memory = torch.cuda.is_available()
 
 
 @dataclass
@@ -81,6 +85,7 @@ class SFTRunConfig(SFTConfig):
     """TRL's SFTConfig with polyground's defaults (prompt/completion rows: loss on the answer only)."""
 
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
+    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the row id column so run.json can say which rows each rank saw."})
@@ -102,6 +107,7 @@ class GRPORunConfig(GRPOConfig):
     difficulty_weighting: bool = field(default=False, metadata={"help": "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) times per epoch."})
     difficulty_alpha: float = field(default=1.0, metadata={"help": "Strength of difficulty weighting (0 = off)."})
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
+    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
 

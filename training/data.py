@@ -93,8 +93,9 @@ def completion_messages(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def resolve_profile(name: str | None, table, model_type: str, processor):
-    """Explicit name > the cot rows' own profile > the model family's profile.
+def resolve_profile(name: str | None, table, model_type: str, processor, model_profile: str | None = None):
+    """Explicit name > the cot rows' own profile > the profile the model was trained on
+    (its run.json) > the model family's profile.
 
     The qwen2_5_vl frame depends on the processor's pixel bounds, so they are taken from it."""
     from schemas.profiles import get_profile, profile_for_model
@@ -108,7 +109,7 @@ def resolve_profile(name: str | None, table, model_type: str, processor):
     if name and data_profile and name != data_profile:
         raise UserError(f"the completions were written in profile {data_profile!r}; "
                         f"--profile {name} would teach a format the rewards and eval do not parse")
-    chosen = name or data_profile or profile_for_model(model_type).name
+    chosen = name or data_profile or model_profile or profile_for_model(model_type).name
     if chosen == "qwen2_5_vl":
         size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
         return get_profile(chosen, size.get("shortest_edge"), size.get("longest_edge"))
@@ -248,6 +249,12 @@ def to_dataset(records: list[dict]):
     return Dataset.from_list(records).cast_column("images", List(Image()))
 
 
+def _opened(store, ref):
+    from builders.store import Version
+
+    return ref if isinstance(ref, Version) else open_version(store, ref)
+
+
 def _rows(version, max_rows: int | None) -> list[dict]:
     table = version.table()
     if max_rows is not None:
@@ -260,10 +267,12 @@ def _report(info: DataInfo) -> None:
 
 
 def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
-                     max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None):
-    """(Dataset, DataInfo) of prompt/completion rows from a cot (or tasks / rl-pool) version."""
-    version = open_version(store, ref)
-    profile = resolve_profile(profile_name, version.table(), model_type, processor)
+                     max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None, model_profile: str | None = None):
+    """(Dataset, DataInfo, profile) of prompt/completion rows from a cot (or tasks / rl-pool) version.
+
+    `ref` is a reference, or a Version that `open_version` already checked."""
+    version = _opened(store, ref)
+    profile = resolve_profile(profile_name, version.table(), model_type, processor, model_profile)
     info = data_info(version, profile)
     rows = _rows(version, max_rows)
     info.rows_in = len(rows)
@@ -291,10 +300,12 @@ def repeat_by_difficulty(records: list[dict], alpha: float) -> tuple[list[dict],
 
 def load_grpo_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
                       max_length: int | None = None, completion_budget: int = 0, on_overflow: str = "refuse",
-                      max_rows: int | None = None, difficulty_alpha: float | None = None):
-    """(Dataset, DataInfo, profile) of prompt + target rows from a tasks or rl-pool (or cot) version."""
-    version = open_version(store, ref)
-    profile = resolve_profile(profile_name, version.table(), model_type, processor)
+                      max_rows: int | None = None, model_profile: str | None = None, difficulty_alpha: float | None = None):
+    """(Dataset, DataInfo, profile) of prompt + target rows from a tasks or rl-pool (or cot) version.
+
+    `ref` is a reference, or a Version that `open_version` already checked."""
+    version = _opened(store, ref)
+    profile = resolve_profile(profile_name, version.table(), model_type, processor, model_profile)
     info = data_info(version, profile)
     rows = _rows(version, max_rows)
     info.rows_in = len(rows)

@@ -29,18 +29,21 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     """Train; returns the run record on rank 0 (None on other ranks)."""
     from trl import GRPOTrainer
 
-    from training.data import load_grpo_dataset, open_store
-    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
+    from training.data import load_grpo_dataset, open_store, open_version
+    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
     from training.models import freeze_vision_tower, load_model_and_processor
     from training.rewards import make_reward_funcs
 
     check_output_dir(training_args.output_dir)
+    store = open_store(data_args.store)
+    version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
     model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype)
     alpha = training_args.difficulty_alpha if training_args.difficulty_weighting else None
     dataset, info, profile = load_grpo_dataset(
-        open_store(data_args.store), data_args.data, processor, model.config.model_type, data_args.profile,
-        context_limit(model, training_args), training_args.max_completion_length, data_args.on_overflow,
-        data_args.max_rows, difficulty_alpha=alpha)
+        store, version, processor, model.config.model_type, profile_name=data_args.profile,
+        max_length=context_limit(model, training_args), completion_budget=training_args.max_completion_length,
+        on_overflow=data_args.on_overflow, max_rows=data_args.max_rows,
+        model_profile=trained_profile(model_args.model_name_or_path), difficulty_alpha=alpha)
     if model_args.freeze_vision_tower:
         freeze_vision_tower(model)
 

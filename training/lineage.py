@@ -74,6 +74,14 @@ def model_fingerprint(name_or_path: str) -> dict:
     return out
 
 
+def trained_profile(name_or_path: str) -> str | None:
+    """The answer profile a polyground-trained model (or adapter) learned, from its run.json."""
+    path = Path(name_or_path) / RUN_FILE
+    if not path.is_file():
+        return None
+    return (json.loads(path.read_text()).get("profile") or {}).get("name")
+
+
 def model_record(model, processor, name_or_path: str, model_args) -> dict:
     from training.models import processor_kind
 

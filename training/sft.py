@@ -19,15 +19,18 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     """Train; returns the run record on rank 0 (None on other ranks)."""
     from trl import SFTTrainer
 
-    from training.data import load_sft_dataset, open_store
-    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
+    from training.data import load_sft_dataset, open_store, open_version
+    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
     from training.models import freeze_vision_tower, load_model_and_processor
 
     check_output_dir(training_args.output_dir)
+    store = open_store(data_args.store)
+    version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
     model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype)
     dataset, info, profile = load_sft_dataset(
-        open_store(data_args.store), data_args.data, processor, model.config.model_type, data_args.profile,
-        training_args.max_length, data_args.on_overflow, data_args.max_rows)
+        store, version, processor, model.config.model_type, profile_name=data_args.profile,
+        max_length=training_args.max_length, on_overflow=data_args.on_overflow, max_rows=data_args.max_rows,
+        model_profile=trained_profile(model_args.model_name_or_path))
     if model_args.freeze_vision_tower:
         freeze_vision_tower(model)  # with LoRA the base is frozen anyway; this matters for full SFT
 
