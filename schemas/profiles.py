@@ -194,6 +194,12 @@ class TupleProfile(Profile):
 
     template: str = "the {ordinal} image: <|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
     hint: str = "the N-th image: <|box_start|>(x1,y1),(x2,y2)<|box_end|>"
+    # A terse suffix template ({n} = image count) replaces the full instruction:
+    # for tiny models every constant prompt token is compute spent on nothing.
+    suffix: str = ""
+
+    def prompt_suffix(self, n_images: int) -> str:
+        return self.suffix.format(n=n_images) if self.suffix else super().prompt_suffix(n_images)
 
     def answer_hint(self) -> str:
         return f"`{self.hint}` with integer coordinates from 0 to 1000 relative to that image"
@@ -334,10 +340,11 @@ PROFILES: dict[str, Profile] = {
     "norm1000": JsonProfile("norm1000", "1", "JSON bbox_2d on 0-1000, 1-based image"),
     "short": TupleProfile(
         "short",
-        "1",
+        "2",  # 2: terse prompt suffix
         "compact text for tiny models: image N: (x1,y1),(x2,y2) on 0-1000",
         template="image {n}: ({x1},{y1}),({x2},{y2})",
         hint="image N: (x1,y1),(x2,y2)",
+        suffix=" ({n} images) <think></think><answer></answer>",
     ),
 }
 
