@@ -203,6 +203,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         srv: FakeOpenAIServer = self.server.owner
+        srv.count("active")
+        try:
+            self._post(srv)
+        finally:
+            srv.count("active", -1)
+
+    def _post(self, srv: "FakeOpenAIServer"):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         srv.count("requests")
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -317,6 +324,12 @@ class FakeOpenAIServer:
     def count(self, name: str, k: int = 1) -> None:
         with self._lock:
             self.stats[name] += k
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until no request is being handled (e.g. after killing a client mid-request)."""
+        deadline = time.monotonic() + timeout
+        while self.stats["active"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def mark_served(self, keys) -> None:
         with self._lock:
