@@ -10,9 +10,11 @@ is kept silently wrong, and nothing bad crashes the build.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from builders.images import ImageRejected, load_image_bytes
 from builders.sources.base import Reject, SourceItem
 from schemas import rows
 from schemas.errors import UserError
+
+BATCH = 256  # items whose new images are read together
+IMAGE_THREADS = 4  # decode + hash + store in parallel: PIL and file I/O release the GIL
 
 
 def box_problem(box) -> str | None:
@@ -57,31 +62,43 @@ def target_problem(item: SourceItem) -> tuple[str, str] | None:
 
 
 class ImageCache:
-    """Stores each distinct image once; remembers the outcome per reference."""
+    """Stores each distinct image once; remembers the outcome per reference.
 
-    def __init__(self, store, root: Path | None):
-        self.store, self.root = store, root
+    `prefetch` reads, decodes and stores a batch's new images on a thread pool
+    (PIL decoding and file I/O release the GIL); `get` then only looks up."""
+
+    def __init__(self, store, root: Path | None, pool=None):
+        self.store, self.root, self.pool = store, root, pool
         self.seen: dict = {}
-        self.stored = 0  # distinct images read, hashed and stored
 
-    def get(self, ref) -> dict:
-        """{"sha256","width","height"} or raise ImageRejected."""
-        raw = isinstance(ref, (bytes, bytearray))
-        key = hashlib.sha256(ref).hexdigest() if raw else str(ref)
-        if key in self.seen:
-            hit = self.seen[key]
-            if isinstance(hit, ImageRejected):
-                raise hit
-            return hit
+    @staticmethod
+    def key(ref) -> str:
+        return hashlib.sha256(ref).hexdigest() if isinstance(ref, (bytes, bytearray)) else str(ref)
+
+    def load(self, ref) -> dict | ImageRejected:
         try:
             data, width, height = load_image_bytes(ref, self.root)
         except ImageRejected as e:
-            self.seen[key] = e
-            raise
-        info = {"sha256": self.store.put_image(data), "width": width, "height": height}
-        self.stored += 1
-        self.seen[key] = info
-        return info
+            return e
+        return {"sha256": self.store.put_image(data), "width": width, "height": height}
+
+    def prefetch(self, refs: Iterable) -> None:
+        todo = {}
+        for ref in refs:
+            todo.setdefault(self.key(ref), ref)
+        todo = {k: r for k, r in todo.items() if k not in self.seen}
+        if self.pool is not None and len(todo) > 1:
+            self.seen.update(zip(todo, self.pool.map(self.load, todo.values())))
+
+    def get(self, ref) -> dict:
+        """{"sha256","width","height"} or raise ImageRejected."""
+        key = self.key(ref)
+        if key not in self.seen:
+            self.seen[key] = self.load(ref)
+        hit = self.seen[key]
+        if isinstance(hit, ImageRejected):
+            raise hit
+        return hit
 
 
 def to_record(item: SourceItem, images: list[dict]) -> dict:
@@ -120,6 +137,13 @@ def check_item(item: SourceItem, cache: ImageCache, kept_ids: set) -> dict:
     return record
 
 
+def batched(items: Iterable, n: int):
+    """Lists of up to n items (itertools.batched arrives with Python 3.12)."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
 def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
            root: Path | None = None) -> tuple[list[dict], list[dict]]:
     """Validate a source's items into (task records, rejects rows).
@@ -128,18 +152,25 @@ def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
     when no item survives: an empty version is never what the user wanted."""
     from tqdm import tqdm
 
-    cache = ImageCache(store, root)
     records, rejects, kept_ids = [], [], set()
-    for item in tqdm(items, desc="ingest", unit=" rows", file=sys.stderr, disable=not progress, mininterval=0.5):
-        if isinstance(item, Reject):
-            rejects.append(reject_row(item.id, item.reason, item.detail, item.record))
-            continue
-        out = check_item(item, cache, kept_ids)
-        if "reason" in out:
-            rejects.append(out)
-        else:
-            records.append(out)
-            kept_ids.add(out["id"])
+    bar = tqdm(desc="ingest", unit=" rows", file=sys.stderr, disable=not progress, mininterval=0.5)
+    with ThreadPoolExecutor(max_workers=IMAGE_THREADS) as pool, bar:
+        cache = ImageCache(store, root, pool)
+        for batch in batched(items, BATCH):
+            # images of items the cheap checks would reject are never read
+            cache.prefetch(ref for it in batch if isinstance(it, SourceItem) and it.images
+                           and target_problem(it) is None for ref in it.images)
+            for item in batch:
+                if isinstance(item, Reject):
+                    rejects.append(reject_row(item.id, item.reason, item.detail, item.record))
+                    continue
+                out = check_item(item, cache, kept_ids)
+                if "reason" in out:
+                    rejects.append(out)
+                else:
+                    records.append(out)
+                    kept_ids.add(out["id"])
+            bar.update(len(batch))
     if not records:
         reasons = Counter(r["reason"] for r in rejects)
         why = ", ".join(f"{k}: {v}" for k, v in reasons.most_common()) or "the source is empty"
