@@ -106,19 +106,17 @@ def prompt_text(task: dict, profile) -> str:
     return question + MC_SUFFIX
 
 
-def user_turn(task: dict, profile, image_part) -> list[dict]:
-    """One user message: `image_part(sha256)` for each image in order, then the text."""
-    content = [image_part(i["sha256"]) for i in task["images"]]
+def user_turn(task: dict, profile) -> list[dict]:
+    """One user message: an `image_ref` part per image in order, then the text."""
+    content = [image_ref(i["sha256"]) for i in task["images"]]
     content.append({"type": "text", "text": prompt_text(task, profile)})
     return [{"role": "user", "content": content}]
 
 
-def _mime(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "image/gif" if data.startswith(b"GIF8") else "image/png"
+def image_ref(h: str) -> dict:
+    """An image by content hash: the client reads and encodes it only when a request goes out
+    (a cached sample reads no image), and the cache keys it by the hash."""
+    return {"type": "image_ref", "sha256": h}
 
 
 class Backend:
@@ -158,22 +156,16 @@ class EndpointBackend(Backend):
         scoped = ScopedCache(cache, identity) if cache is not None else None
         self.client = EndpointClient(base_url, model, api_key_env=api_key_env, timeout=timeout,
                                      max_retries=max_retries, concurrency=concurrency, cache=scoped,
-                                     supports_n=supports_n)
+                                     supports_n=supports_n, image_loader=lambda h: store.image_path(h).read_bytes())
         self.stats = self.client.stats  # one set of counters
-
-    def _image(self, h: str) -> dict:
-        from builders.client import image_part
-
-        data = self.store.image_path(h).read_bytes()
-        return image_part(data, _mime(data))
 
     def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
         from builders.client import Request, RequestFailed
 
         params = {**sampling, "seed": seed}
-        # A generator: a request's images are read and encoded only when a worker takes it,
-        # so memory holds `concurrency` prompts, not the whole chunk's.
-        requests = (Request(user_turn(t, self.profile, self._image), n=k, sampling=params) for t in tasks)
+        # A generator of image_ref prompts: images are read and encoded only when a request
+        # goes out, so memory holds `concurrency` encoded prompts, not the whole chunk's.
+        requests = (Request(user_turn(t, self.profile), n=k, sampling=params) for t in tasks)
         out = []
         for task, result in zip(tasks, self.client.generate_many(requests)):
             if isinstance(result, RequestFailed):
@@ -206,8 +198,7 @@ class LocalBackend(Backend):
 
     def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
         params = {**sampling, "seed": seed}
-        keys = [request_key(self.identity, user_turn(t, self.profile, lambda h: {"type": "image", "sha256": h}),
-                            params) for t in tasks]
+        keys = [request_key(self.identity, user_turn(t, self.profile), params) for t in tasks]
         got: list[list[str] | None] = [None] * len(tasks)
         for i, rk in enumerate(keys):
             cached = self.cache.get(rk, list(range(k))) if self.cache else {}

@@ -89,7 +89,7 @@ class RLPoolConfig:
     min_iou: float = 0.5  # a sample passes with the right image and IoU >= this
     band: str = "(0,1)"  # pass rates kept (see the module docstring)
     seed: int = 0
-    chunk: int = 256  # tasks per generation round: bounds memory, not results
+    chunk: int = 1024  # tasks per generation round: bounds memory (not hashed: a rerun may re-chunk)
 
     def __post_init__(self):
         if self.k < 1 or self.max_tokens < 1 or self.chunk < 1:

@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--concurrency", type=int, default=16, help="endpoint: requests in flight (default 16)")
     p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
     p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--chunk", type=int, default=256, help="tasks per round; bounds memory (default 256)")
+    p.add_argument("--chunk", type=int, default=1024, help="tasks per round; bounds memory (default 1024)")
     p.add_argument("--timeout", type=float, default=120.0, help="endpoint: seconds per request (default 120)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
     p.add_argument("--name", required=True, help="name of the new rl-pool dataset")
