@@ -6,7 +6,7 @@ import shutil
 import tracemalloc
 
 import pytest
-from sources_util import FIXTURES, reasons, split, write_json
+from sources_util import FIXTURES, reasons, split, write_json, write_png
 
 from builders.sources.mgrounding import iter_json_values, read_mgrounding
 from schemas.errors import UserError
@@ -163,3 +163,14 @@ def test_stream_memory_is_bounded_by_an_item_not_the_file(tmp_path):
         tracemalloc.stop()
     assert count == 20_000 and size > 5_000_000
     assert peak < 1_000_000, f"peak {peak} bytes for a {size}-byte file"
+
+
+def test_base_folder_found_past_a_first_record_with_a_missing_image(tmp_path):
+    """Per-task file in a subfolder, paths relative to the data root, first image deleted."""
+    data = tmp_path / "data"
+    for i in range(2):
+        write_png(data / "img" / f"{i}.png")
+    first = dict(_conv("gone"), images=["./img/missing.png", "./img/1.png"])
+    write_json(data / "Task" / "t.json", [first, dict(_conv("ok"), images=["./img/0.png", "./img/1.png"])])
+    items = list(read_mgrounding(data))
+    assert [it.images[1] for it in items] == [data / "img" / "1.png"] * 2

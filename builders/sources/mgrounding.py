@@ -19,9 +19,9 @@ largest item, not the file.
 Image paths: the README's merged example writes them relative to the folder
 of the merged file (`./MGrounding-630k/Group_Grounding/...`); per-task files
 may use the same prefix from a deeper folder. So per file, the base folder is
-the JSON's folder or the nearest parent (up to `--path`) where the first
-item's first image exists; if none has it, the JSON's folder (ingest then
-quarantines `missing_image`).
+the JSON's folder or the nearest parent (up to `--path`) where an image of
+one of the first records exists; if none exists, the JSON's folder (ingest
+then quarantines `missing_image`).
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ SOURCE = "mgrounding"
 MERGED = "MGrounding-630k.json"
 PLACEHOLDER = "<image>"
 CHUNK = 1 << 16  # characters read at a time
+ABOVE_LEVELS = 2  # folders above --path checked for a "pass --path" hint
+BASE_TRIES = 20  # records tried for an existing image before assuming the JSON's folder
 MAX_ITEM_CHARS = 64 << 20  # one conversation is a few KB; beyond this the JSON is broken
 WHITESPACE = " \t\r\n"
 ENDS_VALUE = WHITESPACE + ',]}[{"'
@@ -133,36 +135,39 @@ def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Rejec
     path = Path(path).absolute()  # ingest reads a relative path as relative to the root
     top = path if path.is_dir() else path.parent
     for file in json_files(path):
-        base = None
+        base = None  # found from the first record with an existing image
         try:
             for i, rec in enumerate(iter_json_values(file)):
-                if base is None:
+                if base is None and i < BASE_TRIES:
                     base = image_base(file.parent, top, rec)
-                yield from parse_conversation(rec, base, f"{file.stem}-{i}")
+                yield from parse_conversation(rec, base or file.parent, f"{file.stem}-{i}")
         except ValueError as e:  # a truncated download: keep what parsed, name the rest
             yield Reject(None, "malformed_json", f"{file.name}: {e}; the rest of the file is skipped",
                          {"file": str(file)})
 
 
-def image_base(folder: Path, top: Path, rec: object) -> Path:
+def image_base(folder: Path, top: Path, rec: object) -> Path | None:
     """The folder a file's image paths are relative to (module docstring).
 
+    None when none of this record's images exists anywhere (try the next record);
+    a record whose images all miss is quarantined by ingest whatever the base.
     Searches from the JSON's folder up to `top` (the folder of `--path`, the
     root ingest confines images to). Images found only above `top` mean the
     user pointed below the data root: say which folder to pass instead.
     """
-    first = rec.get("images") if isinstance(rec, dict) else None
-    if not first or not isinstance(first[0], str) or is_url(first[0]):
-        return folder
-    inside = True
-    for base in [folder, *folder.parents][:12]:
-        if (base / first[0]).is_file():
-            if inside:
-                return base
+    images = rec.get("images") if isinstance(rec, dict) else None
+    images = [p for p in images if isinstance(p, str) and p and not is_url(p)] if isinstance(images, list) else []
+    if not images:
+        return None
+    inside = [folder, *(p for p in folder.parents if top == p or top in p.parents)]
+    for base in inside:
+        if any((base / p).is_file() for p in images):
+            return base
+    for base in top.parents[:ABOVE_LEVELS]:  # only for the hint: every image must be there
+        if all((base / p).is_file() for p in images):
             raise UserError(f"mgrounding: the image paths in {folder} are relative to {base}, "
                             f"above --path {top}; pass --path {base}")
-        inside = inside and base != top and top in base.parents
-    return folder
+    return None
 
 
 def parse_conversation(rec: object, base: Path, fallback_id: str) -> Iterator[SourceItem | Reject]:
