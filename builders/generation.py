@@ -239,6 +239,19 @@ def _image_processor_config(folder: Path) -> dict:
     return {}
 
 
+def _model_type(folder: Path) -> str:
+    """config.json's model_type; for a LoRA adapter folder, its base model's."""
+    for name, key in (("config.json", "model_type"), ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key) or ""
+        except (OSError, ValueError):
+            continue
+        if key == "model_type":
+            return value
+        return _model_type(Path(value)) if Path(value).is_dir() else value
+    return ""
+
+
 def default_profile(policy: str, policy_model: str | None, name: str | None):
     """--profile, else the policy's family: config.json's model_type for a folder (with the
     processor's pixel bounds for qwen2_5_vl), the served model's name for an endpoint."""
@@ -247,11 +260,7 @@ def default_profile(policy: str, policy_model: str | None, name: str | None):
     folder = Path(policy)
     if is_url(policy) or not folder.is_dir():
         return get_profile(name) if name else profile_for_model(policy_model or policy)
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type", "")
-    except (OSError, ValueError):
-        model_type = ""
-    chosen = name or profile_for_model(model_type or folder.name).name
+    chosen = name or profile_for_model(_model_type(folder) or folder.name).name
     if chosen != "qwen2_5_vl":
         return get_profile(chosen)
     pre = _image_processor_config(folder)  # the frame of qwen2_5_vl is the processor's resize

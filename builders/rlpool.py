@@ -254,7 +254,18 @@ class _Run:
                 f"nothing written (samples are cached: rerun with a wider --band, e.g. [0,1])")
 
 
+def _write_sft(store, name: str, sft_rows: list[dict], version, cfg: dict, extra: dict):
+    """The best verified samples as a cot version (None, with a note, when there is none)."""
+    if not sft_rows:
+        print(f"rl-pool: no verified sample, so no SFT version {name} was written", file=sys.stderr)
+        return None
+    with store.writer(name, "cot", inputs=[version], config={**cfg, "emit": "best verified sample per task"}) as w:
+        w.write(rows.to_table(sft_rows, "cot"), None, {k: extra[k] for k in ("policy", "usage", "contamination")})
+    return w.version
+
+
 def input_version(store, tasks_ref):
+    """The version to sample: a tasks (or rl-pool) version, never a benchmark split."""
     version = store.resolve(tasks_ref)
     store.check_trainable(version)
     if version.kind not in ("tasks", "rl-pool"):
@@ -291,14 +302,7 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
              "contamination": check_contamination(store, version.image_hashes, refuse=False)}
     with store.writer(name, "rl-pool", inputs=[version], config=cfg) as w:
         w.write(pool, rows.to_table(run.rejects, "rejects"), extra)
-    sft_version = None
-    if emit_sft and not run.sft:
-        print(f"rl-pool: no verified sample, so no SFT version {emit_sft} was written", file=sys.stderr)
-    elif emit_sft:
-        sft = rows.to_table(run.sft, "cot")
-        with store.writer(emit_sft, "cot", inputs=[version], config={**cfg, "emit": "best verified sample per task"}) as s:
-            s.write(sft, None, {k: extra[k] for k in ("policy", "usage", "contamination")})
-        sft_version = s.version
+    sft_version = _write_sft(store, emit_sft, run.sft, version, cfg, extra) if emit_sft else None
     summary = {"tasks": table.num_rows, "kept": pool.num_rows, "rejected": len(run.rejects),
                "pass_rates": dict(run.pass_rates), "sft_rows": len(run.sft)}
     return PoolResult(w.version, sft_version, summary)

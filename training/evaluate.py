@@ -205,16 +205,20 @@ def generate_for_bench(store, bench_version, backend, sampling: dict, seed: int 
 
     Greedy unless `sampling` says otherwise; tasks go in batches of `batch_size`,
     so memory stays bounded and the backend's cache makes a rerun free."""
+    sampling = {"temperature": 0.0, **sampling}
     table = store.resolve(bench_version).table()
     if limit is not None:
         table = table.slice(0, limit)
     out: dict[str, str] = {}
+    done = 0
     for batch in table.to_batches(max_chunksize=batch_size):
         tasks = batch.to_pylist()
         for task, samples in zip(tasks, backend.generate(tasks, 1, sampling, seed)):
-            out[task["id"]] = samples[0]
+            if samples:  # a request that failed for good: reported as a missing prediction
+                out[task["id"]] = samples[0]
+        done += batch.num_rows
         if progress:
-            progress(len(out), table.num_rows)
+            progress(done, table.num_rows)
     return out
 
 
