@@ -8,14 +8,13 @@ Reused by `build cot` (teacher) and `build rl-pool` (policy). The interface:
     client = EndpointClient(base_url, model, api_key_env="OPENAI_API_KEY",
                             timeout=60, max_retries=6, concurrency=16,
                             cache=ResponseCache(store_root / "cache" / "responses.sqlite"))
-    # async, one request: samples sample_offset .. sample_offset+n-1
-    samples = await client.generate(messages, n=8, sampling={"temperature": 1.0,
-                                    "max_tokens": 512, "seed": 0}, sample_offset=0)
-    # sync, many requests at bounded concurrency; one entry per request, in order
-    results = client.generate_many([Request(messages, n=8, sampling=...)], progress=None)
-    #   -> list[list[Sample] | RequestFailed]; raises EndpointError (a UserError)
-    #   (await client.generate_all(requests, progress) inside a running loop)
-    #      when the endpoint is down, refuses the key or lacks the model
+    # async, one request: samples sample_offset .. sample_offset+n-1 (then `await client.aclose()`)
+    samples = await client.generate(messages, n=8, sampling={"temperature": 1.0, "max_tokens": 512,
+                                    "seed": 0}, sample_offset=0)
+    # many requests at bounded concurrency, one `list[Sample] | RequestFailed` each, in order:
+    results = client.generate_many([Request(messages, n=8, sampling=...)])       # sync
+    results = await client.generate_all(requests_iterable, progress=callback)    # async
+    # both raise EndpointError (a UserError) when the endpoint is down, refuses the key or lacks the model
     client.stats    # Counter: requests, retries, cache_hits, samples, failed, fault:<kind>, tokens
 
 A `Sample` is (index, text, finish_reason, refusal, prompt_tokens,
@@ -64,7 +63,6 @@ from builders.cache import CachedSample, ResponseCache, request_key
 from schemas.errors import UserError
 
 
-
 @dataclass
 class Sample:
     index: int
@@ -89,8 +87,7 @@ class RequestFailed(Exception):
 
     def __init__(self, detail: str, attempts: int):
         super().__init__(detail)
-        self.detail = detail
-        self.attempts = attempts
+        self.detail, self.attempts = detail, attempts
 
 
 class EndpointError(UserError):
@@ -98,7 +95,7 @@ class EndpointError(UserError):
 
 
 class EndpointDown(EndpointError):
-    pass
+    """The circuit breaker opened: too many failed attempts in a row."""
 
 
 class _Transient(Exception):
@@ -117,6 +114,7 @@ def _httpx_response():
 
 
 def sniff_mime(data: bytes) -> str:
+    """The image MIME type from its first bytes (PNG unless it is JPEG, WebP or GIF)."""
     if data.startswith(b"\xff\xd8"):
         return "image/jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -178,12 +176,8 @@ class EndpointClient:
         self.backoff, self.backoff_max, self.image_loader = backoff, backoff_max, image_loader
         self.stats: Counter = Counter()
         self._secret = os.environ.get(api_key_env) or ""
-        self._consecutive = 0
-        self._down: EndpointError | None = None
-        self._loop = None
-        self._apis: list = []
-        self._free: asyncio.Queue | None = None
-        self._rng = random.Random()
+        self._consecutive, self._down, self._rng = 0, None, random.Random()
+        self._loop, self._apis, self._free = None, [], None
 
     def describe(self) -> dict:
         """What to record about the generator (no secrets)."""

@@ -26,7 +26,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--mode", choices=("teacher", "annotations"), help="teacher (default) or annotations")
     p.add_argument("--teacher-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     p.add_argument("--teacher-model", help="the served model's name")
-    p.add_argument("--teacher-api-key-env", dest="api_key_env", help="variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument("--teacher-api-key-env", dest="api_key_env",
+                   help="variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--teacher-profile", help="answer format asked of the teacher (default norm1000: JSON on 0-1000)")
     p.add_argument("--profile", help="answer profile of the written completions (default qwen2_vl)")
     p.add_argument("--samples", type=int, help="samples per task (default 4)")
@@ -34,7 +35,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--top-p", type=float, help="nucleus sampling (default 1.0)")
     p.add_argument("--max-tokens", type=int, help="completion tokens per sample (default 1024)")
     p.add_argument("--seed", type=int, help="sampling seed; request seed = seed + first sample index (default 0)")
-    p.add_argument("--hint", choices=("none", "answer"), help="answer: give the teacher the ground truth to reason towards")
+    p.add_argument("--hint", choices=("none", "answer"),
+                   help="answer: give the teacher the ground truth to reason towards")
     p.add_argument("--min-iou", type=float, help="keep a sample with the right image and IoU >= this (default 0.5)")
     p.add_argument("--keep-per-task", type=int, help="at most this many best samples kept per task (default 1)")
     p.add_argument("--concurrency", type=int, help="requests in flight (default 16)")

@@ -29,12 +29,11 @@ For exact tests, `server.script` is a list of transport faults served to the
 next requests in order (before any random draw), and `server.fixed_status`
 (e.g. 401, 404, 400) answers every request with that status.
 
-Counters (`server.stats`, a Counter) count requests by outcome; `server.served`
-counts how many times each (request content, sample index) was answered whole,
-which is how tests prove that a rerun asks nothing twice.
-
-Run it alone for benches: `python tests/openai_server.py --latency 0.05`
-prints its base URL on the first line of stdout and serves until killed.
+Counters: `server.stats` (requests by outcome, `samples` answered whole) and
+`server.served` ((request content, sample index) -> times answered whole):
+how tests prove that a rerun asks nothing twice. `wait_idle()` after killing a
+client lets requests in flight finish first. Alone, for benches:
+`python tests/openai_server.py --latency 0.05` prints its URL and serves.
 """
 from __future__ import annotations
 
@@ -58,7 +57,6 @@ CONTENT_FAULTS = ("wrong_answer", "refusal", "length", "empty")
 @dataclass
 class Reply:
     """One choice: its text and why generation stopped."""
-
     text: str
     finish_reason: str = "stop"
     refusal: str | None = None
@@ -67,7 +65,6 @@ class Reply:
 @dataclass
 class Faults:
     """Fault rates (0-1). Transport faults are per HTTP attempt, content faults per sample."""
-
     rate_limit: float = 0.0
     server_error: float = 0.0
     stall: float = 0.0
@@ -106,11 +103,8 @@ def request_text(request: dict) -> str:
     parts = []
     for msg in request.get("messages", []):
         content = msg.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        for part in content if isinstance(content, list) else []:
-            if part.get("type") == "text":
-                parts.append(part.get("text", ""))
+        parts += [content] if isinstance(content, str) else [p.get("text", "") for p in content or []
+                                                              if p.get("type") == "text"]
     return "\n".join(parts)
 
 
@@ -137,9 +131,7 @@ class GroundTruthPolicy:
     """
 
     def __init__(self, tasks, render=None, success=1.0, seed: int = 0):
-        self.render = render or _default_render
-        self.success = success
-        self.seed = seed
+        self.render, self.success, self.seed = render or _default_render, success, seed
         self.by_images: dict[tuple, list[dict]] = {}
         for t in tasks:
             self.by_images.setdefault(tuple(i["sha256"] for i in t["images"]), []).append(t)
@@ -152,11 +144,9 @@ class GroundTruthPolicy:
         return candidates[0] if candidates else None
 
     def rate(self, task: dict) -> float:
-        if callable(self.success):
-            return self.success(task)
         if isinstance(self.success, dict):
             return self.success.get(task["id"], 1.0)
-        return self.success
+        return self.success(task) if callable(self.success) else self.success
 
     def __call__(self, request: dict, sample_index: int) -> str:
         task = self.find(request)
@@ -178,9 +168,7 @@ class GroundTruthPolicy:
 
     def wrong(self, request: dict, sample_index: int) -> str:
         task = self.find(request)
-        if task is None:
-            return self(request, sample_index)
-        return self.answer(task, sample_index, right=False)
+        return self(request, sample_index) if task is None else self.answer(task, sample_index, right=False)
 
 
 def echo_policy(request: dict, sample_index: int) -> str:
@@ -193,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK would add 40 ms
 
     def log_message(self, *args):  # quiet: tests read counters, not logs
-        pass
+        return
 
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
@@ -236,7 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: str, srv: "FakeOpenAIServer"):
         if fault == "rate_limit":
-            return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": f"{srv.faults.retry_after:g}"})
+            wait = {"Retry-After": f"{srv.faults.retry_after:g}"}
+            return self._send(429, {"error": {"message": "rate limited"}}, wait)
         if fault == "server_error":
             return self._send(500, {"error": {"message": "internal error"}})
         if fault == "stall":
@@ -285,11 +274,8 @@ class FakeOpenAIServer:
 
     def __init__(self, policy=None, faults: Faults | None = None, latency: float = 0.0,
                  seed: int = 0, supports_n: bool = True, port: int = 0, keep_requests: bool = False):
-        self.policy = policy or echo_policy
-        self.faults = faults or Faults()
-        self.latency = latency
-        self.seed = seed
-        self.supports_n = supports_n
+        self.policy, self.faults, self.latency = policy or echo_policy, faults or Faults(), latency
+        self.seed, self.supports_n = seed, supports_n
         self.keep_requests = keep_requests  # tests that read what was sent; off for benches
         self.stats: Counter = Counter()
         self.served: Counter = Counter()  # (content key, sample index) -> times answered whole
@@ -357,7 +343,8 @@ class FakeOpenAIServer:
 
     def complete(self, request: dict) -> tuple[dict, list]:
         """The response payload for a request, and the (content key, sample index) pairs it answers."""
-        content_key = hashlib.sha256(json.dumps([request.get("model"), request.get("messages")], sort_keys=True).encode()).hexdigest()
+        content = json.dumps([request.get("model"), request.get("messages")], sort_keys=True)
+        content_key = hashlib.sha256(content.encode()).hexdigest()
         n = max(1, int(request.get("n") or 1)) if self.supports_n else 1
         base = int(request.get("seed") or 0)
         choices, keys, completion_tokens = [], [], 0

@@ -74,7 +74,8 @@ def test_gate_keeps_only_verified_samples_rewritten_in_the_profile(root):
     for r in rows:
         t = by_id[r["task_id"]]
         sizes = [(i["width"], i["height"]) for i in t["images"]]
-        sc = score_completion(r["completion"], t["target_image"], t["equivalent_images"], t["target_box"], sizes, profile)
+        sc = score_completion(r["completion"], t["target_image"], t["equivalent_images"], t["target_box"], sizes,
+                              profile)
         assert sc.format_ok and sc.image_correct and sc.iou > 0.99  # the ground truth, in qwen2_vl words
         assert "<|box_start|>" in r["completion"] and r["iou"] >= 0.5 and r["image_correct"]
         assert r["prompt"] == t["question"] + profile.prompt_suffix(len(t["images"]))
@@ -91,7 +92,8 @@ def test_gate_keeps_only_verified_samples_rewritten_in_the_profile(root):
 
 def test_reject_reasons_name_each_fault(root):
     tasks = task_rows(root)
-    with FakeOpenAIServer(GroundTruthPolicy(tasks, success=0.0), faults=Faults(length=0.25, refusal=0.25, empty=0.25)) as s:
+    faults = Faults(length=0.25, refusal=0.25, empty=0.25)
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, success=0.0), faults=faults) as s:
         ref = ok(root, *teacher(root, s.url, "cot", "--samples", "4"))
     counts = version(root, ref).manifest["counts"]["dropped_by_reason"]
     assert version(root, ref).manifest["counts"]["rows"] == 0

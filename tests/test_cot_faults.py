@@ -68,7 +68,8 @@ def test_sigkill_then_rerun_gives_the_clean_rows_and_asks_nothing_twice(tmp_path
     argv = ["--samples", "2", "--concurrency", "2"]
     with FakeOpenAIServer(policy, faults=faults, latency=0.1, seed=1) as s:
         clean = ok(clean_root, *teacher(clean_root, s.url, "cot", *argv))
-        cmd = [sys.executable, "-m", "polyground", "--store", str(crash_root), *teacher(crash_root, s.url, "cot", *argv)]
+        cmd = [sys.executable, "-m", "polyground", "--store", str(crash_root),
+               *teacher(crash_root, s.url, "cot", *argv)]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(os.environ, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 60
