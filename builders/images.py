@@ -4,10 +4,12 @@ A reference is a Path (relative to the source root, or absolute inside it) or
 the bytes themselves. Everything a source points at is untrusted: paths may
 try to leave the source folder, name a URL, or hold a truncated file or a
 decompression bomb. Failures raise `ImageRejected(reason, detail)` with the
-reasons of docs/internals.md; nothing else escapes.
+reasons of docs/internals.md; nothing else escapes. `sha256_file` is the file
+hash the store uses for images and version files.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
@@ -16,6 +18,11 @@ from pathlib import Path
 
 MAX_PIXELS = 64_000_000  # a decompression-bomb bound far above any real grounding image
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also `http:/x`, what Path makes of `http://x`
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class ImageRejected(Exception):

@@ -9,10 +9,9 @@ Layout under the store root:
     .lock                               fcntl lock taken around commits and tags
 
 A version is built in a temporary folder and renamed into place only after
-`manifest.json` (written last) is on disk, so a crash at any moment leaves either
-no version or a complete one. Its id hashes what made it (kind, input ids,
-config, code version) and what it holds (the data file hashes): the same inputs
-give the same id, and committing an id that exists is a no-op.
+`manifest.json` (written last) is on disk: a crash leaves no version or a whole
+one. Its id hashes what made it (kind, input ids, config, code version) and what
+it holds (data file hashes): same inputs, same id; committing it again is a no-op.
 """
 from __future__ import annotations
 
@@ -32,24 +31,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from builders.images import sha256_file
 from schemas import rows
 from schemas.errors import UserError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DATA, REJECTS, CARD, MANIFEST = "data.arrow", "rejects.arrow", "README.md", "manifest.json"
 CORE_KEYS = ("name", "id", "kind", "created", "code_version", "inputs", "config", "counts", "files", "schema")
-STALE_IMAGE_TMP_S = 3600  # an image temp file this old belongs to a killed writer
-# One fsync per image costs ~6 ms (most of ingest time); new images are instead
-# flushed by one os.sync() before the first commit that references them.
-_images_unsynced = False
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -100,10 +88,8 @@ class Version:
     """A committed, frozen dataset version."""
 
     def __init__(self, path: Path, manifest: dict | None = None):
-        self.path = Path(path)
-        self.name = self.path.parent.name
-        self.id = self.path.name
-        self._manifest = manifest
+        self.path, self._manifest = Path(path), manifest
+        self.name, self.id = self.path.parent.name, self.path.name
 
     @property
     def manifest(self) -> dict:
@@ -111,7 +97,7 @@ class Version:
             try:
                 self._manifest = json.loads((self.path / MANIFEST).read_text())
             except (OSError, ValueError):
-                raise UserError(f"{self.ref}: manifest.json is unreadable (run `polyground data verify {self.ref}`)") from None
+                raise UserError(f"{self.ref}: manifest.json is unreadable (see `polyground data verify`)") from None
         return self._manifest
 
     kind = property(lambda self: self.manifest["kind"])
@@ -139,23 +125,21 @@ class Version:
     @cached_property
     def image_hashes(self) -> set[str]:
         """Every image hash the rows reference (empty for kinds without images)."""
-        table = self.table()
-        if "images" not in table.schema.names:
-            return set()
-        flat = pc.list_flatten(table.column("images"))
-        return set(pc.struct_field(flat, "sha256").to_pylist())
+        from builders.contamination import table_image_hashes
 
-    def __repr__(self) -> str:
-        return f"Version({self.ref})"
+        return table_image_hashes(self.table())
 
 
 class Store:
     """A store folder; directories are created lazily on first write."""
 
+    # One fsync per image costs ~6 ms (most of ingest time); new images are
+    # instead flushed by one os.sync() before the next commit in this process.
+    images_unsynced = False
+
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
-    # images -----------------------------------------------------------------
     def image_path(self, h: str) -> Path:
         return self.root / "images" / h[:2] / h
 
@@ -170,30 +154,21 @@ class Store:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)  # atomic against a kill; durability waits for the commit's sync
-        global _images_unsynced
-        _images_unsynced = True
+        Store.images_unsynced = True
         return h
 
-    # versions ---------------------------------------------------------------
     def versions(self, name: str | None = None) -> list[Version]:
         """Committed versions (a folder with a manifest), oldest first."""
         base = self.root / "datasets"
-        names = [name] if name else sorted(p.name for p in base.iterdir()) if base.is_dir() else []
-        found = []
-        for n in names:
-            folder = base / n
-            if not folder.is_dir():
-                continue
-            for d in folder.iterdir():
-                if not d.name.startswith(".") and (d / MANIFEST).is_file():
-                    found.append(Version(d))
+        folders = [base / name] if name else sorted(base.iterdir()) if base.is_dir() else []
+        found = [Version(d) for f in folders if f.is_dir() for d in f.iterdir()
+                 if not d.name.startswith(".") and (d / MANIFEST).is_file()]
         return sorted(found, key=lambda v: (v.created, v.ref))
 
     def tags(self, name: str) -> dict[str, str]:
         folder = self.root / "refs" / name
-        if not folder.is_dir():
-            return {}
-        return {p.name: p.read_text().strip() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        return {p.name: p.read_text().strip() for p in files if not p.name.startswith(".")}
 
     def resolve(self, ref: str | Version) -> Version:
         """`name@id` (or a unique id prefix), `name@tag`, or `name` (its newest version)."""
@@ -219,8 +194,7 @@ class Store:
         folder = self.root / "refs" / version.name
         folder.mkdir(parents=True, exist_ok=True)
         with self.lock():
-            tmp = folder / f".tmp-{uuid.uuid4().hex}"
-            tmp.write_text(version.id + "\n")
+            (tmp := folder / f".tmp-{uuid.uuid4().hex}").write_text(version.id + "\n")
             os.replace(tmp, folder / tag)
         return version
 
@@ -228,29 +202,22 @@ class Store:
         if version.is_bench:
             raise UserError(f"{version.ref} is a benchmark split; it is never used for training or data building")
 
-    # writing ----------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
         """Exclusive store-wide lock: commits and tags from several processes serialise."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, even on an exception
+            yield
 
     def writer(self, name: str, kind: str, inputs=(), config: dict | None = None) -> "Writer":
         return Writer(self, name, kind, list(inputs), config or {})
 
     def clean_stale(self, name: str) -> None:
-        """Remove temp folders of killed builds: their owner's flock is gone."""
-        with self.lock():
-            self._clean_stale(name)
+        """Remove temp folders of killed builds (their owner's flock is gone).
 
-    def _clean_stale(self, name: str) -> None:
-        # Called with the store lock held: writers create and commit temp folders
-        # under the same lock, so a folder is never half-made or mid-rename here.
+        Call with the store lock held: writers create and commit temp folders
+        under the same lock, so a folder is never half-made or mid-rename here."""
         folder = self.root / "datasets" / name
         for tmp in folder.glob(".tmp-*") if folder.is_dir() else []:
             try:
@@ -261,58 +228,50 @@ class Store:
             except OSError:
                 pass  # no owner file: killed before it made one
             shutil.rmtree(tmp, ignore_errors=True)
-        now = time.time()
         for tmp in (self.root / "images").glob("*/.tmp-*"):
             with contextlib.suppress(FileNotFoundError):
-                if now - tmp.stat().st_mtime > STALE_IMAGE_TMP_S:
+                if time.time() - tmp.stat().st_mtime > 3600:  # surely a killed writer's
                     tmp.unlink()
 
-    # checking ---------------------------------------------------------------
     def verify(self, version: Version | str) -> list[str]:
         """Recompute every hash the version rests on; each problem names its file."""
-        if isinstance(version, str):
-            name, _, sel = version.partition("@")
-            folder = self.root / "datasets" / name / sel
-            if sel and NAME_RE.match(name) and NAME_RE.match(sel) and folder.is_dir() and not (folder / MANIFEST).exists():
-                return [f"{MANIFEST}: missing (the version folder has no manifest)"]
+        name, _, sel = str(getattr(version, "ref", version)).partition("@")
+        if all(map(NAME_RE.match, (name, sel))) and (self.root / "datasets" / name / sel).is_dir() \
+                and not (self.root / "datasets" / name / sel / MANIFEST).exists():
+            return [f"{MANIFEST}: missing (the version folder has no manifest)"]
         version = self.resolve(version)
-        problems = _check_manifest(version)
-        if problems:
+        if problems := _check_manifest(version):
             return problems
-        for fname, expected in version.manifest["files"].items():
-            path = version.path / fname
-            if not path.is_file():
-                problems.append(f"{fname}: missing")
-            elif sha256_file(path) != expected:
-                problems.append(f"{fname}: content changed (sha256 differs from the manifest)")
+        problems = [p for f, h in version.manifest["files"].items() if (p := _hash_problem(f, version.path / f, h))]
         if any(p.startswith(DATA) for p in problems):
             return problems  # the image list itself cannot be trusted
-        for h in sorted(version.image_hashes):
-            path = self.image_path(h)
-            if not path.is_file():
-                problems.append(f"image {path.relative_to(self.root)}: missing")
-            elif sha256_file(path) != h:
-                problems.append(f"image {path.relative_to(self.root)}: content changed")
-        return problems
+        paths = {h: self.image_path(h) for h in sorted(version.image_hashes)}
+        return problems + [p for h, path in paths.items()
+                           if (p := _hash_problem(f"image {path.relative_to(self.root)}", path, h))]
+
+
+def _hash_problem(label: str, path: Path, expected: str) -> str | None:
+    if not path.is_file():
+        return f"{label}: missing"
+    return f"{label}: content changed (its sha256 differs)" if sha256_file(path) != expected else None
 
 
 def _check_manifest(version: Version) -> list[str]:
     path = version.path / MANIFEST
     try:
         text = path.read_text()
-        manifest = json.loads(text)
+        m = json.loads(text)
     except FileNotFoundError:
         return [f"{MANIFEST}: missing"]
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return [f"{MANIFEST}: not valid JSON ({e})"]
-    if not isinstance(manifest, dict) or manifest_text(manifest) != text:
+    if not isinstance(m, dict) or manifest_text(m) != text:
         return [f"{MANIFEST}: content changed (its seal does not match)"]
-    m = manifest
     expected = version_id(m["kind"], [i["id"] for i in m["inputs"]], m["config"], m["code_version"],
                           {k: v for k, v in m["files"].items() if k in (DATA, REJECTS)})
-    if expected != version.id or m["id"] != version.id:
+    if not expected == m["id"] == version.id:
         return [f"{MANIFEST}: id {m['id']} does not match what the version holds"]
-    version._manifest = manifest
+    version._manifest = m
     return []
 
 
@@ -333,7 +292,7 @@ class Writer:
         folder = self.store.root / "datasets" / self.name
         folder.mkdir(parents=True, exist_ok=True)
         with self.store.lock():
-            self.store._clean_stale(self.name)
+            self.store.clean_stale(self.name)
             self.tmp = folder / f".tmp-{uuid.uuid4().hex}"
             self.tmp.mkdir()
             self._owner = open(self.tmp / ".owner", "a+")
@@ -343,17 +302,16 @@ class Writer:
     def write(self, table: pa.Table, rejects: pa.Table | None = None, extra_manifest: dict | None = None) -> None:
         """Write the data files and prepare the manifest. `table` must match the kind's schema."""
         schema = rows.SCHEMAS[self.kind]
-        problem = rows.validate_table(table, self.kind)
-        if problem:
+        if problem := rows.validate_table(table, self.kind):
             raise ValueError(f"{self.kind} table does not match schemas.rows: {problem}")
         table = table.select(schema.names).cast(schema)
-        rejects = rows.to_table([], "rejects") if rejects is None else rejects.select(rows.REJECTS.names).cast(rows.REJECTS)
+        rejects = rows.REJECTS.empty_table() if rejects is None else rejects
+        rejects = rejects.select(rows.REJECTS.names).cast(rows.REJECTS)
         _write_ipc(table, self.tmp / DATA)
         _write_ipc(rejects, self.tmp / REJECTS)
         files = {f: sha256_file(self.tmp / f) for f in (DATA, REJECTS)}
         extra = dict(extra_manifest or {})
-        clash = [k for k in extra if k in CORE_KEYS and k != "counts"]
-        if clash:
+        if clash := [k for k in extra if k in CORE_KEYS and k != "counts"]:
             raise ValueError(f"extra manifest keys {clash} are reserved")
         code = code_version()
         vid = version_id(self.kind, [v.id for v in self.inputs], self.config, code, files)
@@ -380,6 +338,9 @@ class Writer:
 
     def _commit(self) -> None:
         final = self.tmp.parent / self._manifest["id"]
+        if (final / MANIFEST).is_file():  # same inputs, same content: nothing new
+            self.version = Version(final)
+            return
         _write_card(self.tmp, self._manifest, self._table)
         for f in sorted(p for p in self.tmp.rglob("*") if p.is_file()):  # the card and its plots
             rel = f.relative_to(self.tmp).as_posix()
@@ -389,10 +350,9 @@ class Writer:
             f.write(manifest_text(self._manifest))
             f.flush()
             os.fsync(f.fileno())
-        global _images_unsynced
-        if _images_unsynced:
+        if Store.images_unsynced:
             os.sync()
-            _images_unsynced = False
+            Store.images_unsynced = False
         with self.store.lock():
             if (final / MANIFEST).is_file():  # same inputs, same content: nothing new
                 self.version = Version(final)
@@ -400,42 +360,40 @@ class Writer:
             shutil.rmtree(final, ignore_errors=True)  # a half-copied folder cannot exist, but be safe
             (self.tmp / ".owner").unlink()
             os.rename(self.tmp, final)
-            _fsync_dir(final.parent)
+            fd = os.open(final.parent, os.O_RDONLY)  # make the rename itself durable
+            os.fsync(fd)
+            os.close(fd)
         self.version = Version(final)
 
 
 def _counts(table: pa.Table, rejects: pa.Table) -> dict:
-    counts = {"rows": table.num_rows, "by_task_type": {}, "dropped_by_reason": {}}
-    if "task_type" in table.schema.names:
-        vc = pc.value_counts(table.column("task_type").combine_chunks()).to_pylist()
-        counts["by_task_type"] = dict(sorted((d["values"], d["counts"]) for d in vc if d["values"] is not None))
-    if rejects.num_rows:
-        vc = pc.value_counts(rejects.column("reason").combine_chunks()).to_pylist()
-        counts["dropped_by_reason"] = dict(sorted((d["values"], d["counts"]) for d in vc))
-    return counts
+    def by(t: pa.Table, col: str) -> dict:
+        if col not in t.schema.names or not t.num_rows:
+            return {}
+        vc = pc.value_counts(t.column(col).combine_chunks()).to_pylist()
+        return dict(sorted((d["values"], d["counts"]) for d in vc if d["values"] is not None))
+
+    return {"rows": table.num_rows, "by_task_type": by(table, "task_type"),
+            "dropped_by_reason": by(rejects, "reason")}
 
 
 def _write_card(folder: Path, manifest: dict, table: pa.Table) -> None:
     """The data card: builders.cards renders it when that module exists."""
     import importlib.util
+    import sys
 
     if importlib.util.find_spec("builders.cards") is not None:
         from builders import cards
 
-        text = cards.render_card(folder, manifest, table)
-        if isinstance(text, str) and not (folder / CARD).exists():
-            (folder / CARD).write_text(text)
+        try:
+            text = cards.render_card(folder, manifest, table)
+            if isinstance(text, str) and not (folder / CARD).exists():
+                (folder / CARD).write_text(text)
+        except Exception as e:  # a card bug must not throw away a finished (maybe hours-long) build
+            print(f"warning: data card failed ({type(e).__name__}: {e}); writing a plain one", file=sys.stderr)
+            (folder / CARD).unlink(missing_ok=True)
     if not (folder / CARD).exists():
         c = manifest["counts"]
-        (folder / CARD).write_text(
-            f"# {manifest['name']}@{manifest['id']}\n\nkind: {manifest['kind']}\n\nrows: {c['rows']}\n\n"
-            f"by task type: {json.dumps(c['by_task_type'])}\n\ndropped: {json.dumps(c['dropped_by_reason'])}\n"
-        )
+        (folder / CARD).write_text(f"# {manifest['name']}@{manifest['id']}\n\nkind: {manifest['kind']}, "
+                                   f"rows: {c['rows']}, dropped: {json.dumps(c['dropped_by_reason'])}\n")
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

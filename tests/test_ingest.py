@@ -35,7 +35,8 @@ def src(tmp_path) -> Path:
 
 
 def item(i="ok", images=("imgs/a.png", "imgs/b.png"), **over) -> SourceItem:
-    fields = dict(id=i, source="test", task_type="common_object", images=[p if isinstance(p, bytes) else Path(p) for p in images],
+    refs = [p if isinstance(p, bytes) else Path(p) for p in images]
+    fields = dict(id=i, source="test", task_type="common_object", images=refs,
                   question="where?", target_image=1, target_box=[0.1, 0.1, 0.5, 0.5])
     fields.update(over)
     return SourceItem(**fields)
