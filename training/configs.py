@@ -47,6 +47,8 @@ class ModelArguments(ModelConfig):
 
     use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (default). False (or --full) trains every unfrozen parameter: a from-scratch tiny model learns only that way."})
     lora_target_modules: list[str] | None = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), metadata={"help": "Module names (or one regex) LoRA adapts. The default touches only the language model."})
+    image_min_pixels: int | None = field(default=None, metadata={"help": "Qwen-VL: smallest resized image area in pixels (default: the processor's). Saved with the output's processor."})
+    image_max_pixels: int | None = field(default=None, metadata={"help": "Qwen-VL: largest resized image area in pixels (default: the processor's); each 28x28 block is one visual token."})
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder (and its merger) frozen, as the published recipes do. Set false to train it (a random tiny model needs that)."})
 
     def __post_init__(self):
@@ -104,6 +106,7 @@ class GRPORunConfig(GRPOConfig):
     """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
 
     reward_funcs: list[str] = field(default_factory=lambda: list(REWARD_NAMES), metadata={"help": f"Reward functions by name, from {', '.join(REWARD_NAMES)}; weights in reward_weights (default: schemas.scoring.DEFAULT_REWARD_WEIGHTS)."})
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Prompt tokens (visual ones included) a row may take; longer rows are refused or dropped (on_overflow), never truncated."})
     difficulty_weighting: bool = field(default=False, metadata={"help": "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) times per epoch."})
     difficulty_alpha: float = field(default=1.0, metadata={"help": "Strength of difficulty weighting (0 = off)."})
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})

@@ -19,10 +19,15 @@ CONFIG_TYPES = (DataArguments, GRPORunConfig, ModelArguments)
 
 
 def context_limit(model, training_args: GRPORunConfig) -> int | None:
-    """The most tokens prompt + completion may take: vLLM's limit when set, else the model's."""
+    """The most tokens prompt + completion may take: the model's context (vLLM's when set),
+    tightened by max_prompt_length + max_completion_length."""
+    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     if training_args.use_vllm and training_args.vllm_max_model_length:
-        return training_args.vllm_max_model_length
-    return getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        limit = training_args.vllm_max_model_length
+    if training_args.max_prompt_length is not None:
+        own = training_args.max_prompt_length + training_args.max_completion_length
+        limit = own if limit is None else min(limit, own)
+    return limit
 
 
 def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: ModelArguments) -> dict | None:
@@ -37,7 +42,9 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     check_output_dir(training_args.output_dir)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
-    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype)
+    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,
+                                                min_pixels=model_args.image_min_pixels,
+                                                max_pixels=model_args.image_max_pixels)
     alpha = training_args.difficulty_alpha if training_args.difficulty_weighting else None
     dataset, info, profile = load_grpo_dataset(
         store, version, processor, model.config.model_type, profile_name=data_args.profile,

@@ -118,18 +118,39 @@ def load_processor(name_or_path: str, model_type: str | None = None):
     return processor
 
 
-def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None, merge_adapter: bool = True):
+def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Bound the resized image area (Qwen-VL processors): fewer pixels, fewer visual tokens.
+
+    Saved with the processor, so generation and eval resize exactly as training did."""
+    if min_pixels is None and max_pixels is None:
+        return
+    image_processor = getattr(processor, "image_processor", None)
+    size = dict(getattr(image_processor, "size", None) or {})
+    if "longest_edge" not in size:
+        raise UserError(f"{type(processor).__name__}: image_min_pixels/image_max_pixels apply to Qwen-VL processors only")
+    size["shortest_edge"] = min_pixels or size["shortest_edge"]
+    size["longest_edge"] = max_pixels or size["longest_edge"]
+    if not 0 < size["shortest_edge"] <= size["longest_edge"]:
+        raise UserError(f"need 0 < image_min_pixels <= image_max_pixels, got {size['shortest_edge']}, {size['longest_edge']}")
+    image_processor.size = size
+
+
+def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None, merge_adapter: bool = True,
+                             min_pixels: int | None = None, max_pixels: int | None = None):
     """(model, processor) from a model folder, a Hub id or a LoRA adapter folder.
 
     An adapter folder (adapter_config.json, as `train sft` writes) loads its base
     model, applies the adapter and, by default, merges it for fast generation.
+    `min_pixels`/`max_pixels` override the processor's resize bounds.
     """
     from transformers import AutoModelForImageTextToText
 
     path = Path(name_or_path)
     _check_local_folder(path)
     if (path / "adapter_config.json").is_file():
-        return _load_adapter(path, dtype, merge_adapter)
+        model, processor = _load_adapter(path, dtype, merge_adapter)
+        set_pixel_bounds(processor, min_pixels, max_pixels)
+        return model, processor
     if path.is_dir():  # absolute, so adapters trained from it name their base unambiguously
         name_or_path = str(path.resolve())
     try:
@@ -139,6 +160,7 @@ def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None,
     except ValueError as e:  # an architecture that is not image-text-to-text
         raise UserError(f"{name_or_path}: not an image-text-to-text model ({str(e).splitlines()[0]})") from None
     processor = load_processor(str(name_or_path), model.config.model_type)
+    set_pixel_bounds(processor, min_pixels, max_pixels)
     return model, processor
 
 

@@ -26,7 +26,9 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     check_output_dir(training_args.output_dir)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
-    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype)
+    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,
+                                                min_pixels=model_args.image_min_pixels,
+                                                max_pixels=model_args.image_max_pixels)
     dataset, info, profile = load_sft_dataset(
         store, version, processor, model.config.model_type, profile_name=data_args.profile,
         max_length=training_args.max_length, on_overflow=data_args.on_overflow, max_rows=data_args.max_rows,
