@@ -264,3 +264,15 @@ def test_two_processes_committing_at_once_both_land(tmp_path):
     assert all(store.verify(v) == [] for v in store.versions())
     assert not list((root / "datasets" / "demo").glob(".tmp-*"))
     assert os.listdir(root / "images")  # shared image folder intact
+
+
+def test_a_failing_card_renderer_does_not_lose_the_build(store, monkeypatch, capsys):
+    import builders.cards
+
+    def broken(*_args):
+        raise RuntimeError("template bug")
+
+    monkeypatch.setattr(builders.cards, "render_card", broken)
+    v = write_version(store)
+    assert "template bug" in capsys.readouterr().err
+    assert v.ref in (v.path / "README.md").read_text() and store.verify(v) == []
