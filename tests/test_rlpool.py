@@ -1,16 +1,13 @@
 """Rejection sampling: exact pass rates from a scripted endpoint, the band, resume, the tiny local model."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-
 import pyarrow as pa
 import pytest
 
 from schemas import rows
 from schemas.errors import UserError
 from store_util import tasks_table, write_version
+from test_eval import run_cli
 
 # passing samples out of k=8 per task -> pass rates 0, .125, .5, 1, .875, .25
 PASSES = {"t0": 0, "t1": 1, "t2": 4, "t3": 8, "t4": 7, "t5": 2}
@@ -177,23 +174,6 @@ def test_bench_split_is_refused(store):
         build_rl_pool(store, "mig", StubBackend(None, {}), RLPoolConfig(), "pool", progress=False)
 
 
-def run_cli(store, *argv):
-    """The CLI in-process; the store goes by $POLYGROUND_STORE (cli's --config lookup stops at `--store DIR`)."""
-    import os
-
-    from polyground.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("POLYGROUND_STORE")
-    os.environ["POLYGROUND_STORE"] = str(store.root)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(argv))
-    finally:
-        os.environ.pop("POLYGROUND_STORE") if old is None else os.environ.update(POLYGROUND_STORE=old)
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_cli_endpoint(store, server, tmp_path):
     cfg = tmp_path / "pool.yaml"
     cfg.write_text("k: 8\nmin_iou: 0.5\n")
@@ -226,4 +206,4 @@ def test_tiny_local_model_end_to_end(store, tiny_model):
     assert [r["id"] for r in t] == ["t0", "t1", "t2"] and {r["pass_rate"] for r in t} == {0.0}
     assert {r["difficulty"] for r in t} == {"hard"} and t[0]["policy"].startswith("local:model:sha256:")
     assert pool.manifest["policy"]["kind"] == "local" and pool.manifest["usage"]["cache_hits"] == 6
-    assert json.loads(json.dumps(pool.manifest["config"]))["k"] == 2
+    assert pool.manifest["config"]["k"] == 2 and pool.manifest["config"]["profile"] == "short"
