@@ -19,10 +19,12 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from functools import cached_property, lru_cache
@@ -43,17 +45,13 @@ CORE_KEYS = ("name", "id", "kind", "created", "code_version", "inputs", "config"
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """`<__version__>+<hash of the package sources>`: any code change gives new ids."""
-    import builders
-    import polyground
-    import schemas
-
     h = hashlib.sha256()
-    for pkg in (schemas, builders, polyground):
-        base = Path(pkg.__file__).parent
+    for pkg in ("schemas", "builders", "polyground"):
+        base = Path(importlib.import_module(pkg).__file__).parent
         for f in sorted(base.rglob("*.py")):
             h.update(f.relative_to(base.parent).as_posix().encode() + b"\0")
             h.update(f.read_bytes() + b"\0")
-    return f"{polyground.__version__}+{h.hexdigest()[:12]}"
+    return f"{importlib.import_module('polyground').__version__}+{h.hexdigest()[:12]}"
 
 
 def version_id(kind: str, input_ids: list[str], config: dict, code: str, file_hashes: dict) -> str:
@@ -159,6 +157,8 @@ class Store:
 
     def versions(self, name: str | None = None) -> list[Version]:
         """Committed versions (a folder with a manifest), oldest first."""
+        if name and not NAME_RE.match(name):
+            return []  # never a folder outside the store
         base = self.root / "datasets"
         folders = [base / name] if name else sorted(base.iterdir()) if base.is_dir() else []
         found = [Version(d) for f in folders if f.is_dir() for d in f.iterdir()
@@ -175,7 +175,7 @@ class Store:
         if isinstance(ref, Version):
             return ref
         name, _, sel = str(ref).partition("@")
-        known = self.versions(name) if NAME_RE.match(name) else []
+        known = self.versions(name) if name else []
         if not known:
             raise UserError(f"no dataset named {name!r} in store {self.root} (see `polyground data ls`)")
         if not sel:
@@ -379,9 +379,6 @@ def _counts(table: pa.Table, rejects: pa.Table) -> dict:
 
 def _write_card(folder: Path, manifest: dict, table: pa.Table) -> None:
     """The data card: builders.cards renders it when that module exists."""
-    import importlib.util
-    import sys
-
     if importlib.util.find_spec("builders.cards") is not None:
         from builders import cards
 

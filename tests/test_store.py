@@ -87,7 +87,7 @@ def test_resolve_by_name_id_prefix_and_tag(store):
     assert [v.id for v in store.versions()] == [a.id, b.id]
 
 
-@pytest.mark.parametrize("ref", ["nothere", "demo@nothere", "../demo", "demo@"])
+@pytest.mark.parametrize("ref", ["nothere", "demo@nothere", "../demo", "demo@", "@", "..", "demo@../demo"])
 def test_resolve_unknown_is_a_user_error(store, ref):
     write_version(store)
     if ref == "demo@":
