@@ -166,9 +166,11 @@ def compute_metrics(pred) -> dict:
         values = [m[key] for m in merged.values() if m.get(key) is not None]
         if values:
             macro[key] = sum(values) / len(values)
-    order = lambda m: {k: m[k] for k in ("n", *METRIC_ORDER) if k in m}  # noqa: E731
-    return {"by_task": {t: order(m) for t, m in sorted(merged.items())}, "macro": order(macro),
-            "overall": order(overall)}
+    def ordered(m: dict) -> dict:
+        return {k: m[k] for k in ("n", *METRIC_ORDER) if k in m}
+
+    return {"by_task": {t: ordered(m) for t, m in sorted(merged.items())}, "macro": ordered(macro),
+            "overall": ordered(overall)}
 
 
 def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, model_name: str,
