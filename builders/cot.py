@@ -362,6 +362,10 @@ def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamina
 
 
 def config_from_args(args) -> CotConfig:
-    """A CotConfig from parsed CLI arguments (names match)."""
-    fields = CotConfig.__dataclass_fields__
-    return CotConfig(**{k: getattr(args, k) for k in fields if getattr(args, k, None) is not None})
+    """A CotConfig from parsed CLI arguments (names match, but for the two flags below)."""
+    values = {k: getattr(args, k) for k in CotConfig.__dataclass_fields__ if getattr(args, k, None) is not None}
+    if getattr(args, "teacher_api_key_env", None):
+        values["api_key_env"] = args.teacher_api_key_env
+    if getattr(args, "no_n", False):
+        values["supports_n"] = False
+    return CotConfig(**values)

@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--mode", choices=("teacher", "annotations"), help="teacher (default) or annotations")
     p.add_argument("--teacher-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     p.add_argument("--teacher-model", help="the served model's name")
-    p.add_argument("--teacher-api-key-env", dest="api_key_env",
+    p.add_argument("--teacher-api-key-env",
                    help="variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--teacher-profile", help="answer format asked of the teacher (default norm1000: JSON on 0-1000)")
     p.add_argument("--profile", help="answer profile of the written completions (default qwen2_vl)")
@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-retries", type=int, help="retries of a failed request (default 6)")
     p.add_argument("--breaker-after", type=int,
                    help="stop the build when this many attempts in a row fail: the endpoint is down (default 20)")
-    p.add_argument("--no-n", dest="supports_n", action="store_const", const=False,
+    p.add_argument("--no-n", action="store_true",
                    help="one request per sample, for servers that ignore `n`")
     p.add_argument("--price-in", type=float, help="price per million prompt tokens (for the cost in the manifest)")
     p.add_argument("--price-out", type=float, help="price per million completion tokens")

@@ -221,3 +221,18 @@ def test_annotations_every_family_and_rows_without_annotations(tmp_path):
     for r in rows:  # every image is described, in order
         n = len(r["images"])
         assert [int(x) for x in re.findall(r"Image (\d) (?:has|is)", r["reasoning"])] == list(range(1, n + 1))
+
+
+def test_annotations_from_any_source_with_labels_and_boxes():
+    from builders.annotations import parse_sections, position, reasoning_for
+    from builders.cot import load_template
+
+    sections = parse_sections(load_template("annotations_v1").text)
+    meta = {"objects": [[{"label": "dog", "box": [0.0, 0.0, 0.3, 0.3]}],
+                        [{"label": "cat", "box": [0.6, 0.6, 0.9, 0.95]}, {"label": "owl", "box": [0.1, 0.1, 0.2, 0.2]}]]}
+    task = {"task_type": "free_form", "images": [{}, {}], "target_image": 1, "target_box": [0.62, 0.6, 0.9, 0.9],
+            "meta": json.dumps(meta)}
+    assert reasoning_for(task, sections) == ("Image 1 has a dog. Image 2 has a cat and an owl. "
+                                             "The target is the cat in image 2, at the bottom right.")
+    assert reasoning_for(dict(task, meta=json.dumps({"objects": [[]]})), sections) is None  # one image described
+    assert [position(b) for b in ([0, 0, 1, 1], [0.4, 0, 0.6, 0.2], [0, 0.4, 0.2, 0.6])] == ["centre", "top", "left"]
