@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,9 @@ def run(args) -> None:
     print(f"client CPU {cpu:.2f} s = {cpu / max(sent, 1) * 1000:.2f} ms per request ({sent} requests, "
           f"{client.stats['retries']} retries); server CPU {server_cpu / args.n * 1000:.2f} ms per request; "
           f"machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    speed = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    print(f"python speed here: sum(range(1000)) in {speed:.1f} us (about 9 us on an idle current desktop core): "
+          f"CPU figures scale with it")
     cfg = CotConfig(teacher_url=url, teacher_model="bench", samples=args.samples)
     profile = get_profile("qwen2_vl")
     g0 = time.perf_counter()
