@@ -102,6 +102,7 @@ def bench_endpoint(args, root: Path) -> None:
         rows = tasks.table().to_pylist()
         raw = raw_client(store, url, args.concurrency)
         requests = [Request(user_turn(t, profile), n=args.k, sampling={**sampling, "seed": 0}) for t in rows]
+        raw_client(store, url, args.concurrency).generate_many(requests[: args.concurrency])  # warm the server
         _, wall, cpu = timed(lambda: raw.generate_many(requests))
         report("raw client (no cache)", args.n * args.k, raw.stats["requests"], wall, cpu, ideal)
         b = backend(None)
