@@ -5,8 +5,8 @@ loopback OpenAI-compatible server (tests/openai_server.py, run as a separate
 process so it does not share the client's GIL) with a fixed latency L per
 request, at concurrency C. The latency-bound ideal is
     ideal samples/s = N*k / (ceil(N/C) * L)
-and the bench prints the measured rate, its ratio to the ideal, and client
-CPU per request, for
+and the bench prints the measured rate, wall time as a multiple of the ideal,
+and CPU per request of the client (this process) and of the server, for
   - `raw client`: builders.client.EndpointClient alone on prebuilt requests;
   - `backend`: EndpointBackend.generate over all N tasks in one call;
   - `rl-pool`: the whole build_rl_pool (chunks, scoring, polars, store write)
@@ -54,19 +54,25 @@ def start_server(latency: float):
     return proc, proc.stdout.readline().strip()
 
 
-def timed(fn):
+def timed(fn, server_pid: int | None = None):
+    """(result, wall s, this process's CPU s, the server's CPU s) of fn()."""
+    from cot_bench import process_cpu  # bench/ is on sys.path when run as a script
+
+    s0 = process_cpu(server_pid) if server_pid else 0.0
     c0, t0 = time.process_time(), time.perf_counter()
     result = fn()
-    return result, time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return result, wall, cpu, (process_cpu(server_pid) - s0) if server_pid else 0.0
 
 
-def report(label: str, samples: int, requests: int, wall: float, cpu: float, ideal: float | None) -> None:
+def report(label: str, samples: int, requests: int, wall: float, cpu: float, server_cpu: float,
+           ideal: float | None) -> None:
     rate = samples / wall
-    line = f"{label:<22} {samples:>6} samples {wall:7.2f} s {rate:9.1f} samples/s"
+    line = f"{label:<24} {samples:>6} samples {wall:6.2f} s {rate:8.0f} samples/s"
     if ideal:
-        line += f"  ideal {ideal:9.1f}  ratio {ideal / rate:5.2f}x wall of ideal"
+        line += f"  {ideal / rate:5.2f}x ideal wall"
     if requests:
-        line += f"  client CPU {1000 * cpu / requests:.2f} ms/request"
+        line += f"  CPU/request: client {1000 * cpu / requests:.2f} ms, server {1000 * server_cpu / requests:.2f} ms"
     print(line, flush=True)
 
 
@@ -103,16 +109,16 @@ def bench_endpoint(args, root: Path) -> None:
         raw = raw_client(store, url, args.concurrency)
         requests = [Request(user_turn(t, profile), n=args.k, sampling={**sampling, "seed": 0}) for t in rows]
         raw_client(store, url, args.concurrency).generate_many(requests[: args.concurrency])  # warm the server
-        _, wall, cpu = timed(lambda: raw.generate_many(requests))
-        report("raw client (no cache)", args.n * args.k, raw.stats["requests"], wall, cpu, ideal)
+        _, wall, cpu, scpu = timed(lambda: raw.generate_many(requests), proc.pid)
+        report("raw client (no cache)", args.n * args.k, raw.stats["requests"], wall, cpu, scpu, ideal)
         b = backend(None)
-        _, wall, cpu = timed(lambda: b.generate(rows, args.k, sampling, 0))
-        report("backend (no cache)", args.n * args.k, b.stats["requests"], wall, cpu, ideal)
+        _, wall, cpu, scpu = timed(lambda: b.generate(rows, args.k, sampling, 0), proc.pid)
+        report("backend (no cache)", args.n * args.k, b.stats["requests"], wall, cpu, scpu, ideal)
         config = RLPoolConfig(k=args.k, band="[0,1]", max_tokens=64, chunk=args.chunk)
         for label in ("rl-pool (fresh cache)", "rl-pool (rerun, cached)"):
             b = backend(open_cache(store))
-            _, wall, cpu = timed(lambda: build_rl_pool(store, tasks, b, config, "pool", progress=False))
-            report(label, args.n * args.k, b.stats["requests"], wall, cpu, ideal if "fresh" in label else None)
+            _, wall, cpu, scpu = timed(lambda: build_rl_pool(store, tasks, b, config, "pool", progress=False), proc.pid)
+            report(label, args.n * args.k, b.stats["requests"], wall, cpu, scpu, ideal if "fresh" in label else None)
     finally:
         proc.terminate()
         proc.wait()
@@ -132,10 +138,10 @@ def bench_local(args, root: Path) -> None:
     b = LocalBackend(store, get_profile("short"), str(model), cache=None, batch_size=args.local_batch, device=device)
     b.generator  # load outside the timing
     sampling = {"temperature": 1.0, "max_tokens": args.local_tokens}
-    _, wall, cpu = timed(lambda: b.generate(tasks, args.k, sampling, 0))
+    _, wall, cpu, _ = timed(lambda: b.generate(tasks, args.k, sampling, 0))
     print(f"local: tiny '{args.local_size}' model on {device}, {args.local_n} tasks x k={args.k}, "
           f"{args.local_tokens} new tokens, {args.local_batch} tasks per generate call", flush=True)
-    report("local (no cache)", args.local_n * args.k, 0, wall, cpu, None)
+    report("local (no cache)", args.local_n * args.k, 0, wall, cpu, 0.0, None)
 
 
 def main(argv=None) -> None:
