@@ -20,8 +20,9 @@ served model name. A rerun after a crash asks nothing twice, and a retrained
 policy in the same folder never reuses its predecessor's samples.
 
 The prompt is the one training uses (training.data.build_prompt_messages:
-images first, then the question and the profile's format instructions); a
-multiple-choice task gets its lettered choices instead of a box format.
+images first, then the question and the profile's format instructions, the
+text of builders.cot.student_prompt); a multiple-choice task gets its
+lettered choices instead of a box format.
 """
 from __future__ import annotations
 
@@ -95,11 +96,10 @@ def open_cache(store) -> ResponseCache:
 
 def prompt_text(task: dict, profile) -> str:
     """The user turn's text: the question and the answer format (or the lettered choices)."""
-    n = len(task["images"])
     if task.get("choices") is None:
-        from training.data import build_prompt_messages  # the training prompt, exactly
+        from builders.cot import student_prompt  # the text training.data puts in the prompt (tested equal)
 
-        return build_prompt_messages(task["question"], n, profile)[0]["content"][-1]["text"]
+        return student_prompt(task, profile)
     question = task["question"]
     if "(A)" not in question:  # some sources already list the options in the question
         question += "".join(f"\n({chr(65 + i)}) {c}" for i, c in enumerate(task["choices"]))
