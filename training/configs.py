@@ -63,6 +63,18 @@ def _bf16_default() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
+def _resolve_devices(cfg) -> None:
+    """Under a multi-process launcher on a machine without CUDA, train on CPU over gloo
+    (DDP): transformers would otherwise run each process on its own, unsynchronised."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        cfg.use_cpu = True
+        cfg.ddp_backend = cfg.ddp_backend or "gloo"
+
+
 def _resolve_precision_and_checkpointing(cfg) -> None:
     # TRL turns bf16 and gradient checkpointing on everywhere; on CPU both only
     # slow a tiny model down, so "unset" means "on where a GPU is present".
@@ -93,6 +105,7 @@ class SFTRunConfig(SFTConfig):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the row id column so run.json can say which rows each rank saw."})
 
     def __post_init__(self):
+        _resolve_devices(self)
         _resolve_precision_and_checkpointing(self)
         super().__post_init__()
         if self.packing:
@@ -115,6 +128,7 @@ class GRPORunConfig(GRPOConfig):
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
 
     def __post_init__(self):
+        _resolve_devices(self)
         _resolve_precision_and_checkpointing(self)
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [r.strip() for r in self.reward_funcs.split(",") if r.strip()]
