@@ -252,6 +252,15 @@ def _model_type(folder: Path) -> str:
     return ""
 
 
+def _trained_profile(folder: Path) -> str | None:
+    """The profile a polyground-trained model learned, from its run.json (a model answers in
+    the format it was trained on, whatever its family's default)."""
+    try:
+        return (json.loads((folder / "run.json").read_text()).get("profile") or {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def default_profile(policy: str, policy_model: str | None, name: str | None):
     """--profile, else the policy's family: config.json's model_type for a folder (with the
     processor's pixel bounds for qwen2_5_vl), the served model's name for an endpoint."""
@@ -260,7 +269,7 @@ def default_profile(policy: str, policy_model: str | None, name: str | None):
     folder = Path(policy)
     if is_url(policy) or not folder.is_dir():
         return get_profile(name) if name else profile_for_model(policy_model or policy)
-    chosen = name or profile_for_model(_model_type(folder) or folder.name).name
+    chosen = name or _trained_profile(folder) or profile_for_model(_model_type(folder) or folder.name).name
     if chosen != "qwen2_5_vl":
         return get_profile(chosen)
     pre = _image_processor_config(folder)  # the frame of qwen2_5_vl is the processor's resize
