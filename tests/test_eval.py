@@ -61,6 +61,8 @@ def test_scripted_predictions_match_hand_computed_metrics(store, bench):
     assert common["official_acc@0.5"] == 1.0 and common["official_acc@0.7"] == 1.0
     assert common["strict_acc@0.5"] == 0.5 and common["strict_miou"] == pytest.approx(0.5, abs=1e-6)
     assert common["format_rate"] == 1.0 and common["image_acc"] == 0.5
+    # GRPO reward at the default weights (format 0.1, image 0.3, IoU 1.0): g1 1.4, g2 0.1
+    assert common["mean_reward"] == pytest.approx(0.75, abs=1e-6)
     assert [diff[f"official_acc@{t}"] for t in (0.3, 0.5, 0.7)] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
     assert diff["official_miou"] == pytest.approx(1.4 / 3, abs=1e-6)
     assert [diff[f"strict_acc@{t}"] for t in (0.3, 0.5, 0.7)] == pytest.approx([1 / 3, 0, 0])

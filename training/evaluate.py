@@ -38,7 +38,7 @@ from schemas.errors import UserError
 
 METRIC_ORDER = ("official_acc@0.3", "official_acc@0.5", "official_acc@0.7", "official_miou",
                 "strict_acc@0.3", "strict_acc@0.5", "strict_acc@0.7", "strict_miou",
-                "format_rate", "image_acc", "mc_acc")
+                "format_rate", "image_acc", "mc_acc", "mean_reward")
 HEADLINE = ("official_acc@0.5", "strict_acc@0.5", "official_miou", "format_rate", "image_acc", "mc_acc")
 SCORE_CHUNK = 2048  # rows scored at a time: memory stays bounded on large splits
 SHOW_IDS = 20  # ids listed in the metrics for missing / unknown predictions
@@ -142,9 +142,17 @@ def _rate_metrics(df) -> dict[str, dict]:
     """format_rate, image_acc and mc_acc per task type (polars), plus "overall" (pooled)."""
     import polars as pl
 
+    from schemas.scoring import DEFAULT_REWARD_WEIGHTS as w
+
+    # The GRPO reward (default weights) each prediction would have earned; null for
+    # rows that cannot be verified (multiple choice), as in schemas.scoring.combined_score.
+    reward = pl.when(pl.col("iou").is_not_null()).then(
+        w["format"] * pl.col("format_ok").cast(pl.Float64)
+        + w["image"] * pl.col("image_correct").fill_null(False).cast(pl.Float64)
+        + w["iou"] * pl.col("iou").cast(pl.Float64))
     exprs = [pl.len().alias("n"), pl.col("format_ok").cast(pl.Float64).mean().alias("format_rate"),
              pl.col("image_correct").cast(pl.Float64).mean().alias("image_acc"),
-             pl.col("correct").cast(pl.Float64).mean().alias("mc_acc")]
+             pl.col("correct").cast(pl.Float64).mean().alias("mc_acc"), reward.mean().alias("mean_reward")]
     by_task = {r.pop("task_type"): r for r in df.group_by("task_type", maintain_order=True).agg(exprs).to_dicts()}
     by_task["overall"] = df.select(exprs).to_dicts()[0]
     return by_task
@@ -162,7 +170,7 @@ def compute_metrics(pred) -> dict:
             merged.setdefault(task, {}).update({k: v for k, v in values.items() if v is not None})
     overall = merged.pop("overall", {})
     macro = merged.pop("macro", {})
-    for key in ("format_rate", "image_acc", "mc_acc"):  # official_metrics gave the IoU ones
+    for key in ("format_rate", "image_acc", "mc_acc", "mean_reward"):  # official_metrics gave the IoU ones
         values = [m[key] for m in merged.values() if m.get(key) is not None]
         if values:
             macro[key] = sum(values) / len(values)
