@@ -24,15 +24,29 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 VISION_MODULES_RE = r".*\.(visual|vision_tower|vision_model)\..*"
 
 
+def option(default, help: str, **metadata):
+    """A dataclass field with its help string (shown by --help-config)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def option_factory(factory, help: str):
+    return field(default_factory=factory, metadata={"help": help})
+
+
 @dataclass
 class DataArguments:
     """Which frozen version to train on and how to turn it into TRL rows."""
 
-    data: str | None = field(default=None, metadata={"help": "Dataset reference NAME[@VERSION|@TAG] in the store (a cot, tasks or rl-pool version)."})
-    store: str | None = field(default=None, metadata={"help": "Store folder (default: $POLYGROUND_STORE or ./polyground-store)."})
-    profile: str | None = field(default=None, metadata={"help": "Answer profile (qwen2_vl, qwen2_5_vl, norm1000). Default: the cot rows' own profile, else the model family's."})
-    on_overflow: str = field(default="refuse", metadata={"help": "Rows whose prompt + answer exceed the length limit: 'refuse' (stop with a report) or 'drop' (train without them, counted by reason).", "choices": ["refuse", "drop"]})
-    max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the version (smoke runs); recorded in run.json."})
+    data: str | None = option(None,
+        "Dataset reference NAME[@VERSION|@TAG] in the store (a cot, tasks or rl-pool version).")
+    store: str | None = option(None, "Store folder (default: $POLYGROUND_STORE or ./polyground-store).")
+    profile: str | None = option(None,
+        "Answer profile (qwen2_vl, qwen2_5_vl, norm1000, short). Default: the cot rows' own profile, else the one the "
+        "model was trained on (its run.json), else the model family's.")
+    on_overflow: str = option("refuse",
+        "Rows whose prompt + answer exceed the length limit: 'refuse' (stop with a report) or 'drop' (train without "
+        "them, counted by reason).", choices=["refuse", "drop"])
+    max_rows: int | None = option(None, "Use only the first N rows of the version (smoke runs); recorded in run.json.")
 
     def __post_init__(self):
         if self.on_overflow not in ("refuse", "drop"):
@@ -45,11 +59,19 @@ class DataArguments:
 class ModelArguments(ModelConfig):
     """TRL's ModelConfig with polyground's defaults: LoRA on the language model's attention."""
 
-    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (default). False (or --full) trains every unfrozen parameter: a from-scratch tiny model learns only that way."})
-    lora_target_modules: list[str] | None = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), metadata={"help": "Module names (or one regex) LoRA adapts. The default touches only the language model."})
-    image_min_pixels: int | None = field(default=None, metadata={"help": "Qwen-VL: smallest resized image area in pixels (default: the processor's). Saved with the output's processor."})
-    image_max_pixels: int | None = field(default=None, metadata={"help": "Qwen-VL: largest resized image area in pixels (default: the processor's); each 28x28 block is one visual token."})
-    freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder (and its merger) frozen, as the published recipes do. Set false to train it (a random tiny model needs that)."})
+    use_peft: bool = option(True,
+        "Train a LoRA adapter (default). False (or --full) trains every unfrozen parameter: a from-scratch tiny model "
+        "learns only that way.")
+    lora_target_modules: list[str] | None = option_factory(lambda: list(DEFAULT_LORA_TARGETS),
+        "Module names (or one regex) LoRA adapts. The default touches only the language model.")
+    image_min_pixels: int | None = option(None,
+        "Qwen-VL: smallest resized image area in pixels (default: the processor's). Saved with the output's processor.")
+    image_max_pixels: int | None = option(None,
+        "Qwen-VL: largest resized image area in pixels (default: the processor's); each 28x28 block is one visual "
+        "token.")
+    freeze_vision_tower: bool = option(True,
+        "Keep the vision encoder (and its merger) frozen, as the published recipes do. Set false to train it (a random "
+        "tiny model needs that).")
 
     def __post_init__(self):
         super().__post_init__()
@@ -98,11 +120,14 @@ def _resolve_precision_and_checkpointing(cfg) -> None:
 class SFTRunConfig(SFTConfig):
     """TRL's SFTConfig with polyground's defaults (prompt/completion rows: loss on the answer only)."""
 
-    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
-    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
-    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the row id column so run.json can say which rows each rank saw."})
+    gradient_checkpointing: bool | None = option(None,
+        "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU.")
+    dataloader_pin_memory: bool | None = option(None,
+        "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU.")
+    logging_steps: float = option(1, "Log every N optimizer steps.")
+    save_strategy: str = option("no",
+        "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved.")
+    remove_unused_columns: bool = option(False, "Keep the row id column so run.json can say which rows each rank saw.")
 
     def __post_init__(self):
         _resolve_devices(self)
@@ -118,14 +143,23 @@ class SFTRunConfig(SFTConfig):
 class GRPORunConfig(GRPOConfig):
     """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
 
-    reward_funcs: list[str] = field(default_factory=lambda: list(REWARD_NAMES), metadata={"help": f"Reward functions by name, from {', '.join(REWARD_NAMES)}; weights in reward_weights (default: schemas.scoring.DEFAULT_REWARD_WEIGHTS)."})
-    max_prompt_length: int | None = field(default=None, metadata={"help": "Prompt tokens (visual ones included) a row may take; longer rows are refused or dropped (on_overflow), never truncated."})
-    difficulty_weighting: bool = field(default=False, metadata={"help": "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) times per epoch."})
-    difficulty_alpha: float = field(default=1.0, metadata={"help": "Strength of difficulty weighting (0 = off)."})
-    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU."})
-    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
-    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved."})
+    reward_funcs: list[str] = option_factory(lambda: list(REWARD_NAMES),
+        f"Reward functions by name, from {', '.join(REWARD_NAMES)}; weights in reward_weights (default: "
+        "schemas.scoring.DEFAULT_REWARD_WEIGHTS).")
+    max_prompt_length: int | None = option(None,
+        "Prompt tokens (visual ones included) a row may take; longer rows are refused or dropped (on_overflow), never "
+        "truncated.")
+    difficulty_weighting: bool = option(False,
+        "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) "
+        "times per epoch.")
+    difficulty_alpha: float = option(1.0, "Strength of difficulty weighting (0 = off).")
+    gradient_checkpointing: bool | None = option(None,
+        "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU.")
+    dataloader_pin_memory: bool | None = option(None,
+        "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU.")
+    logging_steps: float = option(1, "Log every N optimizer steps.")
+    save_strategy: str = option("no",
+        "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved.")
 
     def __post_init__(self):
         _resolve_devices(self)
@@ -140,7 +174,8 @@ class GRPORunConfig(GRPOConfig):
 
             self.reward_weights = [DEFAULT_REWARD_WEIGHTS[name] for name in self.reward_funcs]
         if len(self.reward_weights) != len(self.reward_funcs):
-            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} reward_funcs")
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values "
+                             f"for {len(self.reward_funcs)} reward_funcs")
         if self.difficulty_alpha < 0:
             raise ValueError("difficulty_alpha must be >= 0")
         super().__post_init__()

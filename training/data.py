@@ -187,7 +187,8 @@ def visual_tokens(processor, width: int, height: int, _cache: dict = {}) -> int:
     key = (id(processor), width, height)
     if key not in _cache:
         if hasattr(processor, "_get_num_multimodal_tokens"):
-            _cache[key] = int(processor._get_num_multimodal_tokens(image_sizes=[(height, width)])["num_image_tokens"][0])
+            counts = processor._get_num_multimodal_tokens(image_sizes=[(height, width)])
+            _cache[key] = int(counts["num_image_tokens"][0])
         else:  # any other processor: expand one image slot and count
             from PIL import Image
 
@@ -196,48 +197,73 @@ def visual_tokens(processor, width: int, height: int, _cache: dict = {}) -> int:
     return _cache[key]
 
 
-def count_tokens(records: list[dict], processor, image_sizes: list[list[list[int]]]) -> list[tuple[int, int]]:
-    """(total tokens, visual tokens) per record, as TRL's collator will build it.
+@dataclass
+class TokenCount:
+    total: int  # prompt + completion, visual tokens included
+    visual: int
+    slots: int  # image slots the chat template rendered
+
+
+def count_tokens(records: list[dict], processor, image_sizes: list[list[list[int]]]) -> list[TokenCount]:
+    """Token counts per record, as TRL's collator will build it.
 
     The chat template renders one image slot per image; the processor then
     expands each slot to the image's visual tokens."""
     from trl.data_utils import apply_chat_template
 
     tok = processor.tokenizer
+    slot = getattr(processor, "image_token", None)
     rendered = [apply_chat_template({k: r[k] for k in ("prompt", "completion") if k in r}, processor) for r in records]
     texts = [x["prompt"] + x.get("completion", "") for x in rendered]
     lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
     out = []
-    for n, sizes in zip(lengths, image_sizes):
+    for n, sizes, x in zip(lengths, image_sizes, rendered):
         visual = sum(visual_tokens(processor, w, h) for w, h in sizes)
-        out.append((n - len(sizes) + visual, visual))
+        slots = x["prompt"].count(slot) if slot else len(sizes)
+        out.append(TokenCount(n - slots + visual, visual, slots))
     return out
+
+
+def _problem(count: TokenCount, n_images: int, limit: int | None, budget: int) -> str | None:
+    if count.slots != n_images:
+        return "placeholder_mismatch"  # the processor would fail or pair images with the wrong slots
+    if limit is not None and count.total + budget > limit:
+        return "too_long"  # the collator would cut the answer off
+    return None
 
 
 def preflight(records: list[dict], processor, sizes: list, limit: int | None, budget: int,
               on_overflow: str, info: DataInfo) -> list[dict]:
-    """Drop (or refuse) every row longer than `limit` - `budget` tokens; never truncate one.
+    """Refuse, or drop with a named reason, every row the collator would cut or mis-pair; never truncate.
 
     `budget` reserves room for generated tokens (GRPO); SFT rows already hold their answer."""
     counts = count_tokens(records, processor, sizes)
     info.length_limit = limit
-    info.max_tokens = max((c for c, _ in counts), default=0)
-    info.max_visual_tokens = max((v for _, v in counts), default=0)
-    if limit is None:
-        return records
-    over = [i for i, (c, _) in enumerate(counts) if c + budget > limit]
-    if over and on_overflow == "refuse":
-        worst = max(over, key=lambda i: counts[i][0])
-        raise UserError(
-            f"{len(over)} of {len(records)} rows would be cut at {limit} tokens (longest: {records[worst]['id']}, "
-            f"{counts[worst][0]} tokens with {counts[worst][1]} visual{f' + {budget} to generate' if budget else ''}); "
-            "raise the length limit, lower the processor's max_pixels, or pass --on_overflow drop")
-    if over:
-        info.dropped["too_long"] = len(over)
-        info.dropped_examples["too_long"] = [records[i]["id"] for i in over[:EXAMPLES_PER_REASON]]
-        drop = set(over)
-        records = [r for i, r in enumerate(records) if i not in drop]
-    return records
+    info.max_tokens = max((c.total for c in counts), default=0)
+    info.max_visual_tokens = max((c.visual for c in counts), default=0)
+    problems = {i: why for i, c in enumerate(counts) if (why := _problem(c, len(sizes[i]), limit, budget))}
+    if problems and on_overflow == "refuse":
+        raise UserError(_refusal(records, counts, problems, limit, budget))
+    for i, why in problems.items():
+        info.dropped[why] = info.dropped.get(why, 0) + 1
+        examples = info.dropped_examples.setdefault(why, [])
+        if len(examples) < EXAMPLES_PER_REASON:
+            examples.append(records[i]["id"])
+    return [r for i, r in enumerate(records) if i not in problems]
+
+
+def _refusal(records, counts, problems: dict, limit, budget) -> str:
+    long = [i for i, why in problems.items() if why == "too_long"]
+    if long:
+        worst = max(long, key=lambda i: counts[i].total)
+        c = counts[worst]
+        gen = f" + {budget} to generate" if budget else ""
+        return (f"{len(long)} of {len(records)} rows would be cut at {limit} tokens (longest: {records[worst]['id']}, "
+                f"{c.total} tokens with {c.visual} visual{gen}); raise the length limit, lower the processor's "
+                "max_pixels, or pass --on_overflow drop")
+    first = next(iter(problems))
+    return (f"{len(problems)} of {len(records)} rows render {counts[first].slots} image slots for "
+            f"{len(records[first]['images'])} images (first: {records[first]['id']}); pass --on_overflow drop")
 
 
 def to_dataset(records: list[dict]):
@@ -267,7 +293,8 @@ def _report(info: DataInfo) -> None:
 
 
 def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
-                     max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None, model_profile: str | None = None):
+                     max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None,
+                     model_profile: str | None = None):
     """(Dataset, DataInfo, profile) of prompt/completion rows from a cot (or tasks / rl-pool) version.
 
     `ref` is a reference, or a Version that `open_version` already checked."""
@@ -300,7 +327,8 @@ def repeat_by_difficulty(records: list[dict], alpha: float) -> tuple[list[dict],
 
 def load_grpo_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
                       max_length: int | None = None, completion_budget: int = 0, on_overflow: str = "refuse",
-                      max_rows: int | None = None, model_profile: str | None = None, difficulty_alpha: float | None = None):
+                      max_rows: int | None = None, model_profile: str | None = None,
+                      difficulty_alpha: float | None = None):
     """(Dataset, DataInfo, profile) of prompt + target rows from a tasks or rl-pool (or cot) version.
 
     `ref` is a reference, or a Version that `open_version` already checked."""
@@ -314,7 +342,8 @@ def load_grpo_dataset(store, ref: str, processor, model_type: str, profile_name:
                         on_overflow, info)
     if difficulty_alpha is not None:
         if version.kind != "rl-pool":
-            raise UserError(f"difficulty weighting needs an rl-pool version (pass_rate); {version.ref} is {version.kind}")
+            raise UserError(f"difficulty weighting needs an rl-pool version (pass_rate); "
+                            f"{version.ref} is {version.kind}")
         records, info.repeated_by_difficulty = repeat_by_difficulty(records, difficulty_alpha)
     info.rows_kept = len(records)
     _report(info)

@@ -183,8 +183,10 @@ def finish_run(trainer, processor, recorder, train_output, record_args: dict) ->
     Every rank must call it (saving and gathering are collective); returns the record on rank 0."""
     out = trainer.args.output_dir
     trainer.save_model(out)
-    accum = trainer.args.gradient_accumulation_steps
-    rows_seen = gather_rows(trainer, recorder, train_output.global_step * accum if record_args["method"] == "sft" else None)
+    # SFT: one collated batch per micro-step; later batches were only prefetched.
+    # GRPO batches are generation batches, all of which were used.
+    micro_steps = train_output.global_step * trainer.args.gradient_accumulation_steps
+    rows_seen = gather_rows(trainer, recorder, micro_steps if record_args["method"] == "sft" else None)
     if not trainer.accelerator.is_main_process:
         return None
     processor.save_pretrained(out)

@@ -127,11 +127,13 @@ def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) 
     image_processor = getattr(processor, "image_processor", None)
     size = dict(getattr(image_processor, "size", None) or {})
     if "longest_edge" not in size:
-        raise UserError(f"{type(processor).__name__}: image_min_pixels/image_max_pixels apply to Qwen-VL processors only")
+        raise UserError(f"{type(processor).__name__}: image_min_pixels/image_max_pixels apply to Qwen-VL "
+                        "processors only")
     size["shortest_edge"] = min_pixels or size["shortest_edge"]
     size["longest_edge"] = max_pixels or size["longest_edge"]
     if not 0 < size["shortest_edge"] <= size["longest_edge"]:
-        raise UserError(f"need 0 < image_min_pixels <= image_max_pixels, got {size['shortest_edge']}, {size['longest_edge']}")
+        raise UserError("need 0 < image_min_pixels <= image_max_pixels, "
+                        f"got {size['shortest_edge']}, {size['longest_edge']}")
     image_processor.size = size
 
 

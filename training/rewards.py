@@ -34,26 +34,26 @@ def completion_text(completion) -> str:
     return content or ""
 
 
-def _scores(completions, target_image, equivalent_images, target_box, image_sizes, profile):
-    return [
-        score_completion(completion_text(c), t, e, b, s, profile)
-        for c, t, e, b, s in zip(completions, target_image, equivalent_images, target_box, image_sizes, strict=True)
-    ]
+def _scores(completions, profile, columns: dict):
+    """One Scores per completion; the target columns arrive one value per completion."""
+    targets = zip(columns["target_image"], columns["equivalent_images"], columns["target_box"], columns["image_sizes"])
+    return [score_completion(completion_text(c), t, e, b, s, profile)
+            for c, (t, e, b, s) in zip(completions, targets, strict=True)]
 
 
-def format_reward(completions, target_image, equivalent_images, target_box, image_sizes, profile, **_) -> list[float]:
+def format_reward(completions, profile, **columns) -> list[float]:
     """1.0 for a completion in the profile's think/answer format with a parsable answer, else 0.0."""
-    return [format_score(s) for s in _scores(completions, target_image, equivalent_images, target_box, image_sizes, profile)]
+    return [format_score(s) for s in _scores(completions, profile, columns)]
 
 
-def image_reward(completions, target_image, equivalent_images, target_box, image_sizes, profile, **_) -> list[float | None]:
+def image_reward(completions, profile, **columns) -> list[float | None]:
     """1.0 when the right image is named, 0.0 otherwise, None when the row cannot be verified."""
-    return [image_score(s) for s in _scores(completions, target_image, equivalent_images, target_box, image_sizes, profile)]
+    return [image_score(s) for s in _scores(completions, profile, columns)]
 
 
-def iou_reward(completions, target_image, equivalent_images, target_box, image_sizes, profile, **_) -> list[float | None]:
+def iou_reward(completions, profile, **columns) -> list[float | None]:
     """IoU on the target image (0.0 on a wrong image), None when the row cannot be verified."""
-    return [iou_score(s) for s in _scores(completions, target_image, equivalent_images, target_box, image_sizes, profile)]
+    return [iou_score(s) for s in _scores(completions, profile, columns)]
 
 
 REWARDS = {"format": format_reward, "image": image_reward, "iou": iou_reward}
