@@ -209,18 +209,44 @@ def count_tokens(records: list[dict], processor, image_sizes: list[list[list[int
 
     The chat template renders one image slot per image; the processor then
     expands each slot to the image's visual tokens."""
-    from trl.data_utils import apply_chat_template
-
     tok = processor.tokenizer
     slot = getattr(processor, "image_token", None)
-    rendered = [apply_chat_template({k: r[k] for k in ("prompt", "completion") if k in r}, processor) for r in records]
-    texts = [x["prompt"] + x.get("completion", "") for x in rendered]
-    lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    rendered = render_texts(records, processor)
+    # Prompt and completion are tokenized apart, as the collator does.
+    prompts = list(dict.fromkeys(p for p, _ in rendered))  # rows often share a question
+    prompt_len = dict(zip(prompts, map(len, tok(prompts, add_special_tokens=False)["input_ids"])))
+    completion_ids = tok([c for _, c in rendered], add_special_tokens=False)["input_ids"]
     out = []
-    for n, sizes, x in zip(lengths, image_sizes, rendered):
+    for c_ids, sizes, (prompt, _) in zip(completion_ids, image_sizes, rendered):
         visual = sum(visual_tokens(processor, w, h) for w, h in sizes)
-        slots = x["prompt"].count(slot) if slot else len(sizes)
-        out.append(TokenCount(n - slots + visual, visual, slots))
+        slots = prompt.count(slot) if slot else len(sizes)
+        out.append(TokenCount(prompt_len[prompt] + len(c_ids) - slots + visual, visual, slots))
+    return out
+
+
+def render_texts(records: list[dict], processor) -> list[tuple[str, str]]:
+    """(prompt text, completion text) per record, exactly as trl.data_utils.apply_chat_template splits them.
+
+    Same rule (the prompt is the common prefix of the prompt rendered alone and of
+    prompt + completion), but each distinct prompt is rendered once: rows that
+    share a question cost one template render instead of two."""
+    import json
+    from itertools import takewhile
+
+    alone: dict[str, str] = {}
+    out = []
+    for r in records:
+        key = json.dumps(r["prompt"], sort_keys=True)
+        if key not in alone:
+            alone[key] = processor.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        if "completion" not in r:
+            out.append((alone[key], ""))
+            continue
+        full = processor.apply_chat_template(r["prompt"] + r["completion"], tokenize=False)
+        prompt = alone[key]
+        if not full.startswith(prompt):  # e.g. a generation prompt the full render lacks
+            prompt = "".join(a for a, _ in takewhile(lambda ab: ab[0] == ab[1], zip(prompt, full)))
+        out.append((prompt, full[len(prompt):]))
     return out
 
 

@@ -13,7 +13,9 @@ weight, not a reward scale.
 """
 from __future__ import annotations
 
-from training.configs import DataArguments, GRPORunConfig, ModelArguments, as_record, lora_config
+from training.configs import (
+    DataArguments, GRPORunConfig, ModelArguments, apply_cpu_threads, as_record, lora_config,
+)
 
 CONFIG_TYPES = (DataArguments, GRPORunConfig, ModelArguments)
 
@@ -40,6 +42,7 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     from training.rewards import make_reward_funcs
 
     check_output_dir(training_args.output_dir)
+    apply_cpu_threads(training_args)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
     model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,

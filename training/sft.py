@@ -10,7 +10,9 @@ Output folder: the adapter (or the full model), the processor, and run.json
 """
 from __future__ import annotations
 
-from training.configs import DataArguments, ModelArguments, SFTRunConfig, as_record, lora_config
+from training.configs import (
+    DataArguments, ModelArguments, SFTRunConfig, apply_cpu_threads, as_record, lora_config,
+)
 
 CONFIG_TYPES = (DataArguments, SFTRunConfig, ModelArguments)
 
@@ -24,6 +26,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     from training.models import freeze_vision_tower, load_model_and_processor
 
     check_output_dir(training_args.output_dir)
+    apply_cpu_threads(training_args)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
     model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,
