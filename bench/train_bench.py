@@ -153,8 +153,8 @@ def main() -> None:
     base = t_direct + args.steps * s_sft
     print(f"tiny model '{args.size}', {torch.get_num_threads()} threads, {args.rows} rows; SFT batch 8, "
           f"GRPO 16 completions (2 prompts x 8 generations, 24 tokens)")
-    print(f"SFT  s/step: {s_sft:.3f}")
-    print(f"GRPO s/step: {s_grpo:.3f}")
+    print(f"SFT  s/step: {s_sft:.3f} (full-parameter)")
+    print(f"GRPO s/step: {s_grpo:.3f} (full-parameter)")
     print(f"dataset build: adapter {t_ours:.3f}s (verify + rows + pre-flight), direct {t_direct:.3f}s")
     print(f"data per batch (read rows + collate): adapter {c_ours * 1000:.1f} ms, direct {c_direct * 1000:.1f} ms")
     print(f"adapter overhead over a {args.steps}-step SFT run: {100 * extra / base:+.2f}%")

@@ -233,6 +233,24 @@ def config_help(types: tuple) -> str:
     return HfArgumentParser(types).format_help()
 
 
+def model_load_kwargs(model_args: ModelArguments) -> dict:
+    """Keyword arguments for training.models.load_model_and_processor from the model arguments."""
+    from trl import get_quantization_config
+
+    kwargs = {"dtype": model_args.dtype, "min_pixels": model_args.image_min_pixels,
+              "max_pixels": model_args.image_max_pixels}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.model_revision not in (None, "main"):
+        kwargs["revision"] = model_args.model_revision
+    quantization = get_quantization_config(model_args)  # QLoRA: load_in_4bit / load_in_8bit
+    if quantization is not None:  # k-bit weights are placed on this process's own GPU
+        from accelerate import PartialState
+
+        kwargs.update(quantization_config=quantization, device_map={"": PartialState().local_process_index})
+    return kwargs
+
+
 def lora_config(model_args: ModelArguments):
     """PEFT LoraConfig from the model arguments; None for full-parameter training."""
     if not model_args.use_peft:

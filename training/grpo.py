@@ -14,7 +14,7 @@ weight, not a reward scale.
 from __future__ import annotations
 
 from training.configs import (
-    DataArguments, GRPORunConfig, ModelArguments, apply_cpu_threads, as_record, lora_config,
+    DataArguments, GRPORunConfig, ModelArguments, apply_cpu_threads, as_record, lora_config, model_load_kwargs,
 )
 
 CONFIG_TYPES = (DataArguments, GRPORunConfig, ModelArguments)
@@ -45,9 +45,7 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     apply_cpu_threads(training_args)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
-    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,
-                                                min_pixels=model_args.image_min_pixels,
-                                                max_pixels=model_args.image_max_pixels)
+    model, processor = load_model_and_processor(model_args.model_name_or_path, **model_load_kwargs(model_args))
     alpha = training_args.difficulty_alpha if training_args.difficulty_weighting else None
     dataset, info, profile = load_grpo_dataset(
         store, version, processor, model.config.model_type, profile_name=data_args.profile,

@@ -138,25 +138,27 @@ def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) 
 
 
 def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None, merge_adapter: bool = True,
-                             min_pixels: int | None = None, max_pixels: int | None = None):
+                             min_pixels: int | None = None, max_pixels: int | None = None, **model_kwargs):
     """(model, processor) from a model folder, a Hub id or a LoRA adapter folder.
 
     An adapter folder (adapter_config.json, as `train sft` writes) loads its base
     model, applies the adapter and, by default, merges it for fast generation.
-    `min_pixels`/`max_pixels` override the processor's resize bounds.
+    `min_pixels`/`max_pixels` override the processor's resize bounds; `model_kwargs`
+    (attn_implementation, revision, quantization_config, ...) go to `from_pretrained`.
     """
     from transformers import AutoModelForImageTextToText
 
     path = Path(name_or_path)
     _check_local_folder(path)
     if (path / "adapter_config.json").is_file():
-        model, processor = _load_adapter(path, dtype, merge_adapter)
+        model, processor = _load_adapter(path, dtype, merge_adapter, model_kwargs)
         set_pixel_bounds(processor, min_pixels, max_pixels)
         return model, processor
     if path.is_dir():  # absolute, so adapters trained from it name their base unambiguously
         name_or_path = str(path.resolve())
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=dtype or "float32")
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=dtype or "float32",
+                                                            **model_kwargs)
     except OSError as e:
         raise UserError(f"cannot load model {name_or_path}: {str(e).splitlines()[0]}") from None
     except ValueError as e:  # an architecture that is not image-text-to-text
@@ -166,13 +168,13 @@ def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None,
     return model, processor
 
 
-def _load_adapter(path: Path, dtype: str | None, merge: bool):
+def _load_adapter(path: Path, dtype: str | None, merge: bool, model_kwargs: dict):
     from peft import PeftModel
 
     base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise UserError(f"{path}: adapter_config.json names no base model")
-    model, _ = load_model_and_processor(base, dtype=dtype)
+    model, _ = load_model_and_processor(base, dtype=dtype, **model_kwargs)
     model = PeftModel.from_pretrained(model, str(path))
     if merge:
         model = model.merge_and_unload()

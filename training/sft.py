@@ -11,7 +11,7 @@ Output folder: the adapter (or the full model), the processor, and run.json
 from __future__ import annotations
 
 from training.configs import (
-    DataArguments, ModelArguments, SFTRunConfig, apply_cpu_threads, as_record, lora_config,
+    DataArguments, ModelArguments, SFTRunConfig, apply_cpu_threads, as_record, lora_config, model_load_kwargs,
 )
 
 CONFIG_TYPES = (DataArguments, SFTRunConfig, ModelArguments)
@@ -29,9 +29,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     apply_cpu_threads(training_args)
     store = open_store(data_args.store)
     version = open_version(store, data_args.data)  # before the model loads: bad data fails fast
-    model, processor = load_model_and_processor(model_args.model_name_or_path, dtype=model_args.dtype,
-                                                min_pixels=model_args.image_min_pixels,
-                                                max_pixels=model_args.image_max_pixels)
+    model, processor = load_model_and_processor(model_args.model_name_or_path, **model_load_kwargs(model_args))
     dataset, info, profile = load_sft_dataset(
         store, version, processor, model.config.model_type, profile_name=data_args.profile,
         max_length=training_args.max_length, on_overflow=data_args.on_overflow, max_rows=data_args.max_rows,
