@@ -39,13 +39,12 @@ def processor(tiny_model):
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """The real CLI entry point, in process, on a given store."""
+def cli():
+    """The real CLI entry point, in process, on a given store (the global --store form)."""
     from polyground.cli import main
 
     def run(store, *argv):
-        monkeypatch.setenv("POLYGROUND_STORE", str(store.root))
-        return main(list(argv))
+        return main(["--store", str(store.root), *argv])
 
     return run
 
@@ -287,6 +286,15 @@ def test_sft_lora_changes_the_adapter_and_writes_lineage(sft_run, versions, tiny
     assert set(run["rows_seen"]["per_rank"][0]) <= set(cot.table()["id"].to_pylist())
     assert run["code_version"].startswith("0.1.0+") and run["libraries"]["trl"]
     assert (out / "processor_config.json").is_file()
+
+
+def test_help_config_lists_every_field(capsys):
+    from polyground.cli import main
+
+    assert main(["train", "grpo", "--help-config"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--difficulty_weighting", "--reward_funcs", "--use_vllm", "--freeze_vision_tower", "--on_overflow"):
+        assert flag in out
 
 
 def test_output_with_a_finished_run_is_refused(sft_run, versions, tiny_model, cli, capsys):
