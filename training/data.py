@@ -69,7 +69,7 @@ def open_version(store, ref: str):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"{version.ref} failed verification: {problems[0]}{more}; "
                         f"it changed since it was built (see `polyground data verify {version.ref}`)")
-    store.check_trainable(version)
+    store.check_trainable(version)  # after verify: a tampered manifest could hide a bench split
     if version.kind not in TRAINABLE_KINDS:
         raise UserError(f"{version.ref} is a {version.kind} version; training reads {', '.join(TRAINABLE_KINDS)}")
     return version
