@@ -14,6 +14,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--grpo-steps", type=int, help="GRPO steps (default 60)")
     p.add_argument("--n-train", type=int, help="training tasks (default 2000)")
     p.add_argument("--n-bench", type=int, help="held-out tasks (default 200)")
+    p.add_argument("--n-rl", type=int, help="tasks sampled for the RL pool (default 96)")
     add_config_option(p)
     p.set_defaults(func=run)
 
@@ -22,7 +23,7 @@ def run(args) -> int:
     from polyground.demo import DemoConfig, run_demo
 
     overrides = {"sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps, "n_train": args.n_train,
-                 "n_bench": args.n_bench}
+                 "n_bench": args.n_bench, "n_rl": args.n_rl}
     cfg = DemoConfig(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
     # --store wins; else the demo keeps its own store inside --out.
     run_demo(cfg, Path(args.out), Path(args.store) if args.store else None)

@@ -32,13 +32,10 @@ class DemoConfig:
     n_rl: int = 96  # tasks sampled for the RL pool
     n_bench: int = 200  # held-out split, drawn from another seed
     sft_steps: int = 400
-    sft_batch: int = 16
-    sft_lr: float = 1e-3
     rl_k: int = 8
     grpo_steps: int = 60
-    grpo_lr: float = 3e-4
-    profile: str = "short"
-    max_tokens: int = 40  # completions are ~30 tokens in this profile
+    profile: str = "short"  # must match the recipes' profile
+    max_tokens: int = 48  # a completion with its think block is ~30-45 tokens
 
     def __post_init__(self):
         if min(self.n_train, self.n_rl, self.n_bench, self.sft_steps, self.grpo_steps, self.rl_k) < 1:
@@ -90,22 +87,27 @@ def build_data(run: Runner, cfg: DemoConfig) -> dict:
     return refs
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe(name: str) -> str:
+    path = RECIPES / name
+    if not path.is_file():
+        raise UserError(f"demo: recipe {path} not found (run the demo from a checkout of polyground)")
+    return str(path)
+
+
 def sft_args(cfg: DemoConfig, steps: int) -> list[str]:
-    # learnability.md: batch 16, lr 1e-3 constant after 50 warm-up steps, no weight decay, clip 1.0.
-    return ["--full", "--max_steps", str(steps), "--per_device_train_batch_size", str(cfg.sft_batch),
-            "--learning_rate", str(cfg.sft_lr), "--lr_scheduler_type", "constant_with_warmup",
-            "--warmup_steps", str(min(50, steps // 4)), "--weight_decay", "0", "--max_grad_norm", "1.0",
-            "--seed", str(cfg.seed), "--logging_steps", "25", "--save_strategy", "no", "--report_to", "none"]
+    # recipes/demo_sft.yaml holds the measured settings (full parameters, batch 16, lr 1e-3).
+    return ["--config", recipe("demo_sft.yaml"), "--max_steps", str(steps), "--seed", str(cfg.seed),
+            "--disable_tqdm", "true"]
 
 
 def grpo_args(cfg: DemoConfig) -> list[str]:
-    # learnability.md: 8 generations, 4 prompts a step, temperature 1.0, beta 0, LoRA r16/alpha 32 on
-    # every linear layer of the language model, lr 3e-4.
-    return ["--max_steps", str(cfg.grpo_steps), "--num_generations", "8", "--per_device_train_batch_size", "32",
-            "--generation_batch_size", "32", "--temperature", "1.0", "--beta", "0.0",
-            "--max_completion_length", str(cfg.max_tokens), "--learning_rate", str(cfg.grpo_lr),
-            "--lora_r", "16", "--lora_alpha", "32", "--seed", str(cfg.seed), "--logging_steps", "10",
-            "--save_strategy", "no", "--report_to", "none"]
+    # recipes/demo_grpo.yaml: 8 generations, LoRA r16 on the language model, beta 0, lr 3e-4.
+    # Completions here carry a short think block, so they need more than the recipe's 24 tokens.
+    return ["--config", recipe("demo_grpo.yaml"), "--max_steps", str(cfg.grpo_steps), "--seed", str(cfg.seed),
+            "--max_completion_length", str(cfg.max_tokens), "--disable_tqdm", "true"]
 
 
 def read_run(folder: Path) -> dict:
