@@ -29,9 +29,9 @@ from schemas.errors import UserError
 class DemoConfig:
     seed: int = 0
     n_train: int = 2000  # SFT tasks (locate_red)
-    n_rl: int = 96  # tasks sampled for the RL pool
+    n_rl: int = 64  # tasks sampled for the RL pool
     n_bench: int = 200  # held-out split, drawn from another seed
-    sft_steps: int = 400
+    sft_steps: int = 450
     rl_k: int = 8
     grpo_steps: int = 60
     profile: str = "short"  # must match the recipes' profile
