@@ -11,7 +11,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default="polyground-demo", help="folder for the store, models and report")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the model and training")
     p.add_argument("--sft-steps", type=int, help="SFT steps (default 450)")
-    p.add_argument("--grpo-steps", type=int, help="GRPO steps (default 60)")
+    p.add_argument("--grpo-steps", type=int, help="GRPO steps (default 40)")
     p.add_argument("--n-train", type=int, help="training tasks (default 2000)")
     p.add_argument("--n-bench", type=int, help="held-out tasks (default 200)")
     p.add_argument("--n-rl", type=int, help="tasks sampled for the RL pool (default 64)")

@@ -33,7 +33,7 @@ class DemoConfig:
     n_bench: int = 200  # held-out split, drawn from another seed
     sft_steps: int = 450
     rl_k: int = 8
-    grpo_steps: int = 60
+    grpo_steps: int = 40
     profile: str = "short"  # must match the recipes' profile
     max_tokens: int = 48  # a completion with its think block is ~30-45 tokens
 
