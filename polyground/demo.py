@@ -142,8 +142,7 @@ def train_models(run: Runner, cfg: DemoConfig, refs: dict, out: Path) -> dict:
     control_steps = max(1, round(grpo_s / sft_step_s))
     models["control"] = Path(run(f"control: {control_steps} more SFT steps ({grpo_s:.0f}s, GRPO's time)",
                                  "train", "sft", "--data", refs["cot"], "--model", str(models["sft"]), "--output",
-                                 str(out / "models" / "sft-control"), *sft_args(cfg, control_steps),
-                                 "--warmup_steps", "0"))
+                                 str(out / "models" / "sft-control"), *sft_args(cfg, control_steps)))
     return models
 
 
@@ -193,13 +192,16 @@ def plot(metrics: dict, path: Path) -> None:
 def verdict(metrics: dict) -> str:
     """What GRPO added, credited only beyond the equal-time SFT control."""
     acc = {k: 100 * m["overall"]["strict_acc@0.5"] for k, m in metrics.items()}
-    gain, over = acc["grpo"] - acc["sft"], acc["grpo"] - acc["control"]
+    gain = acc["grpo"] - acc["sft"]
     text = (f"SFT took held-out Acc@0.5 from {acc['base']:.1f}% (base) to {acc['sft']:.1f}% (chance 12.5%). "
             f"GRPO moved it by {gain:+.1f} points; the control (the same minutes of more SFT) by "
             f"{acc['control'] - acc['sft']:+.1f}. ")
-    if over > 0:
-        return text + f"GRPO is credited with {over:+.1f} points over the control on this seed."
-    return text + "GRPO did not beat the control on this seed, so it is credited with nothing here."
+    # Credit only what beats the better of the two alternatives: the control, or simply
+    # stopping at the SFT checkpoint (a control that lost ground must not inflate GRPO).
+    credit = acc["grpo"] - max(acc["control"], acc["sft"])
+    if credit > 0:
+        return text + f"GRPO is credited with {credit:+.1f} points over the better of SFT and the control, on this seed."
+    return text + "GRPO did not beat both SFT and the control on this seed, so it is credited with nothing here."
 
 
 def lineage(store_root: Path, refs: dict, models: dict) -> list[str]:
