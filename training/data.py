@@ -318,17 +318,24 @@ def _report(info: DataInfo) -> None:
     print(f"data: {info.summary()}", file=sys.stderr)
 
 
+def _open_rows(store, ref, processor, model_type, profile_name, max_rows, model_profile):
+    """The checked version, its answer profile, a fresh DataInfo and the rows to adapt."""
+    version = _opened(store, ref)
+    profile = resolve_profile(profile_name, version.table(), model_type, processor, model_profile)
+    info = data_info(version, profile)
+    rows = _rows(version, max_rows)
+    info.rows_in = len(rows)
+    return version, profile, info, rows
+
+
 def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
                      max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None,
                      model_profile: str | None = None):
     """(Dataset, DataInfo, profile) of prompt/completion rows from a cot (or tasks / rl-pool) version.
 
     `ref` is a reference, or a Version that `open_version` already checked."""
-    version = _opened(store, ref)
-    profile = resolve_profile(profile_name, version.table(), model_type, processor, model_profile)
-    info = data_info(version, profile)
-    rows = _rows(version, max_rows)
-    info.rows_in = len(rows)
+    version, profile, info, rows = _open_rows(store, ref, processor, model_type, profile_name, max_rows,
+                                              model_profile)
     by_id = {r["id"]: r for r in rows}
     records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind), info)
     sizes = [_image_sizes(by_id[r["id"]]) for r in records]
@@ -358,11 +365,8 @@ def load_grpo_dataset(store, ref: str, processor, model_type: str, profile_name:
     """(Dataset, DataInfo, profile) of prompt + target rows from a tasks or rl-pool (or cot) version.
 
     `ref` is a reference, or a Version that `open_version` already checked."""
-    version = _opened(store, ref)
-    profile = resolve_profile(profile_name, version.table(), model_type, processor, model_profile)
-    info = data_info(version, profile)
-    rows = _rows(version, max_rows)
-    info.rows_in = len(rows)
+    version, profile, info, rows = _open_rows(store, ref, processor, model_type, profile_name, max_rows,
+                                              model_profile)
     records = _collect(rows, lambda r: grpo_record(r, store, profile), info)
     records = preflight(records, processor, [r["image_sizes"] for r in records], max_length, completion_budget,
                         on_overflow, info)
