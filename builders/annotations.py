@@ -3,7 +3,7 @@
 MIRG-RL builds its trajectories from object- and image-level annotations
 instead of asking a teacher: say what each image holds, which image holds the
 target and why, and where; then the answer. Here the words come from the
-versioned template file `builders/prompts/annotations_v1.txt` (one section per
+versioned template file `builders/prompts/annotations_v2.txt` (one section per
 task type, `[generic]` for the others) and the answer is rendered by the
 chosen answer profile, so it is exactly what the rewards and eval parse.
 
@@ -23,7 +23,8 @@ import json
 
 from schemas.boxes import clip01, iou
 
-TEMPLATE_ID = "annotations_v1"
+TEMPLATE_ID = "annotations_v2"
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
@@ -41,6 +42,13 @@ def parse_sections(text: str) -> dict[str, str]:
         elif current is not None:
             sections[current].append(line)
     return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+def ordinal(n: int) -> str:
+    """1 -> "first", ..., 10 -> "tenth", 11 -> "11th"."""
+    if n <= len(ORDINALS):
+        return ORDINALS[n - 1]
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def describe(obj: dict) -> str:
@@ -106,8 +114,8 @@ def reasoning_for(task: dict, sections: dict[str, str]) -> str | None:
         return None
     family = task["task_type"] if task["task_type"] in sections else "generic"
     k = task["target_image"]
-    values = {"k": k + 1, "target": target_name(task, objects, meta), "pos": position(task["target_box"]),
-              "change": meta.get("change") or "changed"}
+    values = {"k": k + 1, "kth": ordinal(k + 1), "target": target_name(task, objects, meta),
+              "pos": position(task["target_box"]), "change": meta.get("change") or "changed"}
     lines = []
     for i, image in enumerate(objects):
         key = f"{family}.target_image" if i == k and f"{family}.target_image" in sections else "image"

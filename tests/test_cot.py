@@ -195,10 +195,10 @@ def test_annotations_locate_red_is_short(tmp_path):
     rows = version(tmp_path, ref).table().to_pylist()
     assert len(rows) == 8
     for r in rows:
-        k = r["target_image"] + 1
-        assert re.fullmatch(rf"The red object is in image {k}, at the (top|bottom) (left|right)\.", r["reasoning"])
+        kth = ("first", "second")[r["target_image"]]  # not "image k": the answer writes that (template v2)
+        assert re.fullmatch(rf"The red object is at the (top|bottom) (left|right) of the {kth} image\.", r["reasoning"])
         assert re.fullmatch(r"<think>.*</think><answer>image \d: \(\d+,\d+\),\(\d+,\d+\)</answer>", r["completion"])
-        assert (r["generator_kind"], r["template_id"], r["iou"]) == ("annotations", "annotations_v1", 1.0)
+        assert (r["generator_kind"], r["template_id"], r["iou"]) == ("annotations", "annotations_v2", 1.0)
 
 
 def test_annotations_every_family_and_rows_without_annotations(tmp_path):
@@ -226,7 +226,7 @@ def test_annotations_from_any_source_with_labels_and_boxes():
     from builders.annotations import parse_sections, position, reasoning_for
     from builders.cot import load_template
 
-    sections = parse_sections(load_template("annotations_v1").text)
+    sections = parse_sections(load_template("annotations_v2").text)
     meta = {"objects": [[{"label": "dog", "box": [0.0, 0.0, 0.3, 0.3]}],
                         [{"label": "cat", "box": [0.6, 0.6, 0.9, 0.95]}, {"label": "owl", "box": [0.1, 0.1, 0.2, 0.2]}]]}
     task = {"task_type": "free_form", "images": [{}, {}], "target_image": 1, "target_box": [0.62, 0.6, 0.9, 0.9],
@@ -235,3 +235,10 @@ def test_annotations_from_any_source_with_labels_and_boxes():
                                              "The target is the cat in image 2, at the bottom right.")
     assert reasoning_for(dict(task, meta=json.dumps({"objects": [[]]})), sections) is None  # one image described
     assert [position(b) for b in ([0, 0, 1, 1], [0.4, 0, 0.6, 0.2], [0, 0.4, 0.2, 0.6])] == ["centre", "top", "left"]
+
+
+def test_ordinal_words_then_suffixes():
+    from builders.annotations import ordinal
+
+    got = [ordinal(n) for n in (1, 2, 3, 10, 11, 12, 13, 21, 22, 23, 101, 111)]
+    assert got == ["first", "second", "third", "tenth", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]

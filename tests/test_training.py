@@ -129,8 +129,8 @@ def test_preflight_counts_exactly_what_the_collator_builds(versions, processor):
 
 def test_preflight_refuses_or_drops_rows_that_would_be_cut(versions, processor):
     store, ref = versions["store"], versions["cot"].ref
-    with pytest.raises(UserError, match=r"8 of 8 rows would be cut at 100 tokens .*--on_overflow drop"):
-        tdata.load_sft_dataset(store, ref, processor, "qwen2_5_vl", max_length=100)
+    with pytest.raises(UserError, match=r"8 of 8 rows would be cut at 60 tokens .*--on_overflow drop"):
+        tdata.load_sft_dataset(store, ref, processor, "qwen2_5_vl", max_length=60)
 
     def long_answer(r):  # one row with a long reasoning: only it exceeds the limit
         if r["id"].endswith("-3#0"):

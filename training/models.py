@@ -218,6 +218,10 @@ def tiny_corpus(extra: list[str] | None = None) -> list[str]:
     colours, shapes = ["red", "green", "blue", "yellow"], ["object", "circle", "square", "triangle"]
     questions = [f"Locate the {c} {s}." for c in colours for s in shapes]
     questions += ["Which image shows it? Find it in the image.", "first second third fourth fifth image"]
+    # The annotation-built reasoning of the demo family (builders/prompts/annotations_v2.txt), so that
+    # its words are single tokens: a shorter completion and one token per decision.
+    places = ["top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "centre"]
+    questions += [f"The red object is at the {p} of the {k} image." for p in places for k in ("first", "second")]
     chat = ["system user assistant", "You are a helpful assistant.", "Picture 1: Picture 2:"]
     return [numbers, *answers, *questions, *chat, *(extra or [])]
 
@@ -272,7 +276,7 @@ def build_tiny_model(out_dir: str | Path, size: str = "test", corpus: list[str] 
     if size not in TINY_SIZES:
         raise UserError(f"tiny model size {size!r}: choose one of {', '.join(TINY_SIZES)}")
     out = Path(out_dir)
-    tokenizer = _train_tokenizer(tiny_corpus(corpus), vocab_size=400, chat_template=qwen2_5_vl_chat_template)
+    tokenizer = _train_tokenizer(tiny_corpus(corpus), vocab_size=512, chat_template=qwen2_5_vl_chat_template)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
     processor = _image_only_processor_class("qwen2_5_vl")(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=qwen2_5_vl_chat_template)
