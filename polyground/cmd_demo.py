@@ -10,7 +10,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="the whole loop on synthetic data and a tiny local model, offline, on CPU")
     p.add_argument("--out", default="polyground-demo", help="folder for the store, models and report")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the model and training")
-    p.add_argument("--sft-steps", type=int, help="SFT steps (default 450)")
+    p.add_argument("--sft-steps", type=int, help="SFT steps (default 550)")
     p.add_argument("--grpo-steps", type=int, help="GRPO steps (default 40)")
     p.add_argument("--n-train", type=int, help="training tasks (default 2000)")
     p.add_argument("--n-bench", type=int, help="held-out tasks (default 200)")

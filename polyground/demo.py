@@ -31,7 +31,7 @@ class DemoConfig:
     n_train: int = 2000  # SFT tasks (locate_red)
     n_rl: int = 64  # tasks sampled for the RL pool
     n_bench: int = 200  # held-out split, drawn from another seed
-    sft_steps: int = 450
+    sft_steps: int = 550
     rl_k: int = 8
     grpo_steps: int = 40
     profile: str = "short"  # must match the recipes' profile
