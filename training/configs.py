@@ -125,8 +125,8 @@ def _resolve_precision_and_checkpointing(cfg) -> None:
 
 
 @dataclass
-class SFTRunConfig(SFTConfig):
-    """TRL's SFTConfig with polyground's defaults (prompt/completion rows: loss on the answer only)."""
+class RunDefaults:
+    """polyground's defaults shared by the SFT and GRPO configs (listed first in their bases, so they win)."""
 
     gradient_checkpointing: bool | None = option(None,
         "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU.")
@@ -138,6 +138,12 @@ class SFTRunConfig(SFTConfig):
     logging_steps: float = option(1, "Log every N optimizer steps.")
     save_strategy: str = option("no",
         "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved.")
+
+
+@dataclass
+class SFTRunConfig(RunDefaults, SFTConfig):
+    """TRL's SFTConfig with polyground's defaults (prompt/completion rows: loss on the answer only)."""
+
     remove_unused_columns: bool = option(False, "Keep the row id column so run.json can say which rows each rank saw.")
 
     def __post_init__(self):
@@ -151,7 +157,7 @@ class SFTRunConfig(SFTConfig):
 
 
 @dataclass
-class GRPORunConfig(GRPOConfig):
+class GRPORunConfig(RunDefaults, GRPOConfig):
     """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
 
     reward_funcs: list[str] = option_factory(lambda: list(REWARD_NAMES),
@@ -164,16 +170,6 @@ class GRPORunConfig(GRPOConfig):
         "Repeat rl-pool tasks by difficulty: a task with pass rate p appears round(1 + difficulty_alpha * (1 - p)) "
         "times per epoch.")
     difficulty_alpha: float = option(1.0, "Strength of difficulty weighting (0 = off).")
-    gradient_checkpointing: bool | None = option(None,
-        "Deprecated name of activation_checkpointing (trade compute for memory). Default: on with a GPU, off on CPU.")
-    dataloader_pin_memory: bool | None = option(None,
-        "Pin host memory for faster GPU copies. Default: on with a GPU, off on CPU.")
-    cpu_threads: int = option(1,
-        "Torch threads when training on CPU (0: torch's default). One is fastest for tiny models: their matmuls are "
-        "too small to split, and on a shared machine extra threads spin against other work (20x slower measured).")
-    logging_steps: float = option(1, "Log every N optimizer steps.")
-    save_strategy: str = option("no",
-        "Checkpoint strategy during training ('no', 'steps', 'epoch'); the final model is always saved.")
 
     def __post_init__(self):
         _resolve_devices(self)
