@@ -197,9 +197,9 @@ class EndpointClient:
     def _start(self) -> None:
         """Per-loop state, made lazily in the running loop: one SDK client and the slot semaphore.
 
-        The SDK's aiohttp transport (the `openai[aiohttp]` extra): measured in
-        bench/cot_bench.py it spends about a quarter less CPU per request than the
-        default httpx transport, and that CPU is what bounds a high-concurrency build.
+        The SDK's aiohttp transport (the `openai[aiohttp]` extra): against the loopback
+        server, under the same load, it spent 1.75-1.82 ms of CPU per request where the
+        default httpx transport spent 2.23-2.44 ms, and that CPU bounds a high-concurrency build.
         """
         loop = asyncio.get_running_loop()
         if self._loop is loop:
