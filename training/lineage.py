@@ -187,10 +187,15 @@ def finish_run(trainer, processor, recorder, train_output, record_args: dict) ->
     # GRPO batches are generation batches, all of which were used.
     micro_steps = train_output.global_step * trainer.args.gradient_accumulation_steps
     rows_seen = gather_rows(trainer, recorder, micro_steps if record_args["method"] == "sft" else None)
-    if not trainer.accelerator.is_main_process:
-        return None
-    processor.save_pretrained(out)
-    record = run_record(train_output=train_output, log_history=trainer.state.log_history, rows_seen=rows_seen,
-                        world_size=trainer.accelerator.num_processes, **record_args)
-    write_run(out, record)
+    record = None
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(out)
+        record = run_record(train_output=train_output, log_history=trainer.state.log_history, rows_seen=rows_seen,
+                            world_size=trainer.accelerator.num_processes, **record_args)
+        write_run(out, record)
+    # Tear the process group down on every rank before Python exits: left to the
+    # interpreter's shutdown, gloo's threads can die mid-teardown and abort a rank
+    # (SIGABRT, "terminate called without an active exception") after a good run.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return record
