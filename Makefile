@@ -16,7 +16,14 @@ setup: $(BIN)/polyground
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/polyground demo
 
-test: setup
+# Headless Chromium for the preview screenshot test: installed with apt where missing
+# and possible (root on Debian/Ubuntu); otherwise that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed; the preview screenshot test will skip"
+
+test: setup chromium
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -x -q
 
-.PHONY: setup demo test
+.PHONY: setup chromium demo test

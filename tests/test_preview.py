@@ -91,7 +91,7 @@ def chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs it with apt in .ci/run)")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (`make test` installs it with apt where it can)")
 def test_headless_chromium_renders_images_and_boxes(store, tmp_path):
     bench = make_tasks(store, name="bench", n=4, kind="bench")
     pred = make_predictions(store, bench)
