@@ -1,0 +1,1 @@
+"""Builders: sources, the versioned store, generation clients and dataset builders."""

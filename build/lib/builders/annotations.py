@@ -1,0 +1,125 @@
+"""`build cot --mode annotations`: reasoning written from object annotations, offline.
+
+MIRG-RL builds its trajectories from object- and image-level annotations
+instead of asking a teacher: say what each image holds, which image holds the
+target and why, and where; then the answer. Here the words come from the
+versioned template file `builders/prompts/annotations_v2.txt` (one section per
+task type, `[generic]` for the others) and the answer is rendered by the
+chosen answer profile, so it is exactly what the rewards and eval parse.
+
+Annotations a row must carry in `meta` (the synthetic source writes them; any
+source may):
+    meta["objects"][i]   list of the objects of image i, one per entry, each a dict
+                         with a name (`label`, `name` or `category`, or `color` +
+                         `shape`) and optionally `box` (normalised 0-1 xyxy)
+    meta["target_object"] optional: the target's name (same keys); else the object
+                         of the target image whose box overlaps the target box most
+    meta["change"]       optional, diff tasks: removed | added | recoloured
+A row without `objects` for every image is rejected as `no_annotations`.
+"""
+from __future__ import annotations
+
+import json
+
+from schemas.boxes import clip01, iou
+
+TEMPLATE_ID = "annotations_v2"
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+_ROWS = ("top", "middle", "bottom")
+_COLS = ("left", "centre", "right")
+
+
+def parse_sections(text: str) -> dict[str, str]:
+    """`[name]` sections of a template file; `# ` comment lines dropped."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("# "):
+            continue
+        if line.startswith("[") and line.rstrip().endswith("]"):
+            current = line.strip()[1:-1]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+def ordinal(n: int) -> str:
+    """1 -> "first", ..., 10 -> "tenth", 11 -> "11th"."""
+    if n <= len(ORDINALS):
+        return ORDINALS[n - 1]
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def describe(obj: dict) -> str:
+    """An object's name: its label, or colour + shape ("red circle")."""
+    for key in ("label", "name", "category"):
+        if isinstance(obj.get(key), str) and obj[key].strip():
+            return obj[key].strip()
+    words = [str(obj[k]) for k in ("color", "shape") if obj.get(k)]
+    return " ".join(words) or "object"
+
+
+def with_article(name: str) -> str:
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+def listing(objects: list[dict]) -> str:
+    """"a blue square", "a blue square and a green circle", "a, b and c"."""
+    names = [with_article(describe(o)) for o in objects]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def position(box) -> str:
+    """Where a 0-1 box's centre lies on a 3x3 split of the image: "top left", "centre", ..."""
+    x1, y1, x2, y2 = clip01(box)
+    row = _ROWS[min(2, int((y1 + y2) / 2 * 3))]
+    col = _COLS[min(2, int((x1 + x2) / 2 * 3))]
+    if row == "middle":
+        return "centre" if col == "centre" else col
+    return row if col == "centre" else f"{row} {col}"
+
+
+def annotations(task: dict) -> tuple[list[list[dict]] | None, dict]:
+    """(objects per image, meta) of a task row, or (None, meta) when it has none."""
+    meta = task.get("meta")
+    meta = json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
+    objects = meta.get("objects") if isinstance(meta, dict) else None
+    n = len(task["images"])
+    if not isinstance(objects, list) or len(objects) != n or not all(isinstance(o, list) for o in objects):
+        return None, meta if isinstance(meta, dict) else {}
+    if not all(isinstance(o, dict) for image in objects for o in image):
+        return None, meta
+    return objects, meta
+
+
+def target_name(task: dict, objects: list[list[dict]], meta: dict) -> str:
+    """The target's name: meta["target_object"], else the best-overlapping object of the target image."""
+    if isinstance(meta.get("target_object"), dict):
+        return describe(meta["target_object"])
+    best, best_iou = None, 0.0
+    for o in objects[task["target_image"]]:
+        box = o.get("box")
+        if isinstance(box, list) and len(box) == 4:
+            overlap = iou(clip01(box), clip01(task["target_box"]))
+            if overlap > best_iou:
+                best, best_iou = o, overlap
+    return describe(best) if best is not None and best_iou >= 0.5 else "marked object"
+
+
+def reasoning_for(task: dict, sections: dict[str, str]) -> str | None:
+    """The reasoning text for one grounding task, or None when it has no annotations."""
+    objects, meta = annotations(task)
+    if objects is None:
+        return None
+    family = task["task_type"] if task["task_type"] in sections else "generic"
+    k = task["target_image"]
+    values = {"k": k + 1, "kth": ordinal(k + 1), "target": target_name(task, objects, meta),
+              "pos": position(task["target_box"]), "change": meta.get("change") or "changed"}
+    lines = []
+    for i, image in enumerate(objects):
+        key = f"{family}.target_image" if i == k and f"{family}.target_image" in sections else "image"
+        if not image and key == "image":
+            key = "empty_image"
+        lines.append(sections[key].format(n=i + 1, objects=listing(image) if image else "", **values))
+    return sections[family].format(images=" ".join(lines), **values)

@@ -1,0 +1,371 @@
+"""CoT builder: teacher trajectories (or annotation-built ones) behind a verifier gate.
+
+Columns in: a `tasks` version (grounding rows; multiple-choice rows are
+rejected as `not_grounding`). Columns out: the `cot` row contract
+(schemas/rows.py): every task column, `task_id`, `id = <task_id>#<sample>`,
+`prompt` (the student's prompt: question + the answer profile's format),
+`completion` (rewritten into the answer profile), `reasoning`, the verifier's
+scores of the teacher's own answer (`pred_image`, `pred_box`, `format_ok`,
+`image_correct`, `iou`) and the generator (model, kind, sampling, template).
+
+Teacher mode (MGrounding-R1's cold start): each task goes to an
+OpenAI-compatible endpoint (builders/client.py) with its images in order and
+the versioned teacher prompt (builders/prompts/teacher_v1.txt; `--hint answer`
+appends answer_hint_v1.txt with the ground truth). A sample is kept only if it
+parses in the teacher profile, names the target (or an equivalent) image and
+reaches `min_iou`; at most `keep_per_task` best (highest IoU, then lowest
+sample index) are kept. Every other sample is a reject with its reason:
+truncated, refusal, empty, unparsable, wrong_image, low_iou, over_keep_limit;
+a task whose request failed is a `request_failed` reject (rerun to retry it).
+
+Rewrite: the kept reasoning is re-rendered by the ANSWER profile with the
+ground-truth box on the image the teacher named (the target or an equivalent
+one). The teacher's box passed the IoU gate, so the reasoning agrees with it,
+and the label is exact: SFT data has one format whatever the teacher's style.
+
+Version id inputs (config): mode, teacher model, teacher profile, sampling,
+samples, hint, min_iou, keep_per_task, answer profile, template ids and
+hashes, shard, scoring version. Not the endpoint URL: the same model served
+elsewhere is the same teacher (its rows decide the id anyway).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.errors import UserError
+
+PROMPTS = Path(__file__).parent / "prompts"
+TEACHER_TEMPLATE, HINT_TEMPLATE = "teacher_v1", "answer_hint_v1"
+MODES, HINTS = ("teacher", "annotations"), ("none", "answer")
+# A refusal without the API's `refusal` field: only checked on text that did not parse.
+_REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|sorry\b|I can(?:'|no)t (?:help|assist|comply)|"
+                      r"I (?:am )?(?:unable|not able) to (?:help|assist|comply))", re.IGNORECASE)
+
+
+@dataclass
+class Template:
+    id: str
+    text: str  # comments removed
+    sha256: str  # of the whole file
+
+    def record(self) -> dict:
+        return {"id": self.id, "sha256": self.sha256}
+
+
+def load_template(template_id: str) -> Template:
+    raw = (PROMPTS / f"{template_id}.txt").read_bytes()
+    text = "\n".join(line for line in raw.decode().splitlines() if not line.startswith("# ")).strip()
+    return Template(template_id, text, hashlib.sha256(raw).hexdigest())
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`i/n` with 0 <= i < n (0-based), or None."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise UserError(f"--shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def in_shard(task_id: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic split by task id hash: the same task always lands in the same shard."""
+    if shard is None:
+        return True
+    return int(hashlib.sha256(task_id.encode()).hexdigest()[:16], 16) % shard[1] == shard[0]
+
+
+@dataclass
+class CotConfig:
+    """Options of `build cot` (the CLI documents each)."""
+
+    mode: str = "teacher"
+    teacher_url: str | None = None
+    teacher_model: str | None = None
+    teacher_profile: str = "norm1000"
+    api_key_env: str = "OPENAI_API_KEY"
+    samples: int = 4
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int = 0
+    hint: str = "none"
+    min_iou: float = 0.5
+    keep_per_task: int = 1
+    profile: str = "qwen2_vl"
+    concurrency: int = 16
+    timeout: float = 120.0
+    max_retries: int = 6
+    breaker_after: int = 20
+    supports_n: bool = True
+    price_in: float | None = None
+    price_out: float | None = None
+    shard: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"--mode {self.mode!r}: choose from {', '.join(MODES)}")
+        if self.hint not in HINTS:
+            raise UserError(f"--hint {self.hint!r}: choose from {', '.join(HINTS)}")
+        if self.mode == "teacher" and not (self.teacher_url and self.teacher_model):
+            raise UserError("--mode teacher needs --teacher-url and --teacher-model")
+        if min(self.samples, self.keep_per_task, self.concurrency, self.max_tokens, self.breaker_after) < 1:
+            raise UserError("--samples, --keep-per-task, --concurrency, --max-tokens and --breaker-after must be >= 1")
+        if not 0.0 <= self.min_iou <= 1.0:
+            raise UserError(f"--min-iou must be within 0..1, got {self.min_iou}")
+        if any(p is not None and p < 0 for p in (self.price_in, self.price_out)):
+            raise UserError("--price-in and --price-out must be >= 0")
+        parse_shard(self.shard)
+
+    @property
+    def sampling(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "seed": self.seed}
+
+
+def image_sizes(task: dict) -> list[tuple[int, int]]:
+    return [(i["width"], i["height"]) for i in task["images"]]
+
+
+def student_prompt(task: dict, profile) -> str:
+    """The prompt text training uses (training.data.build_prompt_messages): question + format."""
+    return task["question"] + profile.prompt_suffix(len(task["images"]))
+
+
+def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile) -> list[dict]:
+    """One user turn: the images in order (lazy `image_ref` parts), then the teacher prompt."""
+    hint_text = ""
+    if hint is not None:
+        answer = teacher_profile.render_answer(task["target_image"], task["target_box"], image_sizes(task))
+        hint_text = "\n\n" + hint.text.format(answer=answer)
+    text = template.text.format(n_images=len(task["images"]), question=task["question"],
+                                answer_format=teacher_profile.answer_hint(), hint=hint_text)
+    content = [{"type": "image_ref", "sha256": i["sha256"]} for i in task["images"]]
+    return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
+
+
+def classify(sample, task: dict, teacher_profile, min_iou: float):
+    """(reject reason or None, detail, Scores or None) of one teacher sample."""
+    from schemas.scoring import score_completion
+
+    if sample.finish_reason == "length":
+        return "truncated", f"finish_reason length after {sample.completion_tokens} tokens", None
+    if sample.refusal or sample.finish_reason == "content_filter":
+        return "refusal", (sample.refusal or sample.finish_reason)[:200], None
+    if not sample.text.strip():
+        return "empty", f"finish_reason {sample.finish_reason}", None
+    scores = score_completion(sample.text, task["target_image"], task["equivalent_images"], task["target_box"],
+                              image_sizes(task), teacher_profile)
+    if scores.reason and scores.reason.startswith("unverifiable"):
+        return "unverifiable", scores.reason, scores
+    if not scores.format_ok:
+        if _REFUSAL.match(sample.text):
+            return "refusal", sample.text[:200], scores
+        return "unparsable", scores.reason, scores
+    if not scores.image_correct:
+        return "wrong_image", f"named image {scores.parsed.image + 1}, target {task['target_image'] + 1}", scores
+    if scores.iou < min_iou:
+        return "low_iou", f"iou {scores.iou:.3f} < {min_iou}", scores
+    return None, "", scores
+
+
+def reject(task: dict, reason: str, detail: str, sample=None, **extra) -> dict:
+    """A rejects row: `<task_id>#<sample>` (or the task id), reason, detail, and a JSON record."""
+    record = {"task_id": task["id"], "task_type": task["task_type"], **extra}
+    if sample is not None:
+        record.update(sample_index=sample.index, finish_reason=sample.finish_reason, completion=sample.text)
+    rid = task["id"] if sample is None else f"{task['id']}#{sample.index}"
+    return {"id": rid, "reason": reason, "detail": detail, "record": json.dumps(record, ensure_ascii=False)}
+
+
+def cot_row(task: dict, profile, reasoning: str, image: int, scores, generator: dict, sample_index: int) -> dict:
+    """A cot row: the task's columns, the rewritten completion and the verifier's scores."""
+    parsed = scores.parsed
+    return {
+        **task, "task_id": task["id"], "id": f"{task['id']}#{sample_index}",
+        "prompt": student_prompt(task, profile),
+        "completion": profile.render(reasoning, image, task["target_box"], image_sizes(task)),
+        "reasoning": reasoning, "profile": profile.name, "pred_image": parsed.image, "pred_box": parsed.box,
+        "format_ok": scores.format_ok, "image_correct": scores.image_correct, "iou": scores.iou,
+        "sample_index": sample_index, **generator,
+    }
+
+
+def gate(task: dict, samples: list, cfg: CotConfig, teacher_profile, profile, generator: dict):
+    """(kept rows, rejects) of one task's samples: verify, keep the best, rewrite."""
+    rows, rejects, passed = [], [], []
+    for s in samples:
+        reason, detail, scores = classify(s, task, teacher_profile, cfg.min_iou)
+        if reason:
+            rejects.append(reject(task, reason, detail, s))
+        else:
+            passed.append((s, scores))
+    passed.sort(key=lambda p: (-p[1].iou, p[0].index))
+    for rank, (s, scores) in enumerate(passed):
+        if rank >= cfg.keep_per_task:
+            rejects.append(reject(task, "over_keep_limit", f"rank {rank + 1} of {len(passed)} passing", s))
+            continue
+        try:
+            rows.append(cot_row(task, profile, scores.parsed.think.strip(), scores.parsed.image, scores,
+                                generator, s.index))
+        except ValueError as e:  # reasoning the answer profile cannot hold
+            rejects.append(reject(task, "unparsable", str(e), s))
+    rows.sort(key=lambda r: r["sample_index"])
+    return rows, rejects
+
+
+def usage(samples: list, cfg: CotConfig) -> dict:
+    """Tokens of every sample this version rests on (cached or fresh), and their cost."""
+    prompt = sum(s.prompt_tokens for s in samples)
+    completion = sum(s.completion_tokens for s in samples)
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "samples": len(samples)}
+    if cfg.price_in is not None or cfg.price_out is not None:
+        out["cost"] = round((prompt * (cfg.price_in or 0) + completion * (cfg.price_out or 0)) / 1e6, 6)
+    return out
+
+
+def load_tasks(store, ref: str, shard) -> tuple[object, list[dict]]:
+    """The tasks version (never a bench split) and its rows in this shard, in table order."""
+    version = store.resolve(ref)
+    store.check_trainable(version)
+    if version.kind != "tasks":
+        raise UserError(f"{version.ref} is a {version.kind} version; build cot reads a tasks version")
+    return version, [t for t in version.table().to_pylist() if in_shard(t["id"], shard)]
+
+
+class Progress:
+    """A line on stderr at most every 2 s, and at the end."""
+
+    def __init__(self, total: int, stats: Counter, quiet: bool):
+        self.total, self.stats, self.quiet, self.last = total, stats, quiet, 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self.last < 2.0 and done < self.total):
+            return
+        self.last = now
+        s = self.stats
+        print(f"cot: {done}/{self.total} tasks; {s['requests']} requests, {s['cache_hits']} cached samples, "
+              f"{s['retries']} retries, {s['failed']} failed", file=sys.stderr, flush=True)
+
+
+def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False):
+    """(rows, rejects, extra manifest, config) of a teacher run over `tasks`."""
+    from builders.cache import ResponseCache
+    from builders.client import EndpointClient, Request, RequestFailed
+    from schemas.profiles import get_profile
+
+    profile, teacher_profile = get_profile(cfg.profile), get_profile(cfg.teacher_profile)
+    template = load_template(TEACHER_TEMPLATE)
+    hint = load_template(HINT_TEMPLATE) if cfg.hint == "answer" else None
+    client = EndpointClient(cfg.teacher_url, cfg.teacher_model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
+                            max_retries=cfg.max_retries, concurrency=cfg.concurrency, supports_n=cfg.supports_n,
+                            breaker_after=cfg.breaker_after,
+                            cache=ResponseCache(store.root / "cache" / "responses.sqlite"),
+                            image_loader=lambda h: store.image_path(h).read_bytes())
+    grounding, rejects = [], []
+    for t in tasks:
+        if t["target_box"] is not None and t["target_image"] is not None:
+            grounding.append(t)
+        else:
+            rejects.append(reject(t, "not_grounding", "no box target to verify"))
+    requests = (Request(teacher_messages(t, template, hint, teacher_profile), n=cfg.samples, sampling=cfg.sampling)
+                for t in grounding)
+    results = asyncio.run(client.generate_all(requests, Progress(len(grounding), client.stats, quiet)))
+    template_id = template.id + (f"+{hint.id}" if hint else "")
+    sampling = {**cfg.sampling, "n": cfg.samples}
+    generator = {"generator_model": cfg.teacher_model, "generator_kind": "endpoint",
+                 "sampling": json.dumps(sampling, sort_keys=True), "template_id": template_id}
+    rows, received = [], []
+    for task, result in zip(grounding, results):
+        if isinstance(result, RequestFailed):
+            rejects.append(reject(task, "request_failed", result.detail))
+            continue
+        received += result
+        kept, dropped = gate(task, result, cfg, teacher_profile, profile, generator)
+        rows += kept
+        rejects += dropped
+    templates = {"teacher": template.record(), **({"hint": hint.record()} if hint else {})}
+    extra = {"generator": {**client.describe(), "teacher_profile": teacher_profile.name, "sampling": sampling,
+                           "templates": templates, "prices_per_million": {"in": cfg.price_in, "out": cfg.price_out}},
+             "usage": usage(received, cfg),
+             "run": {k: v for k, v in sorted(client.stats.items()) if k not in ("prompt_tokens", "completion_tokens")}}
+    config = {"teacher_model": cfg.teacher_model, "teacher_profile": teacher_profile.name, "sampling": sampling,
+              "hint": cfg.hint, "min_iou": cfg.min_iou, "keep_per_task": cfg.keep_per_task, "templates": templates}
+    return rows, rejects, extra, config
+
+
+def build_annotations(tasks: list[dict], cfg: CotConfig):
+    """(rows, rejects, extra manifest, config) of annotation-built trajectories."""
+    from builders.annotations import TEMPLATE_ID, parse_sections, reasoning_for
+    from schemas.profiles import get_profile
+    from schemas.scoring import score_completion
+
+    profile, template = get_profile(cfg.profile), load_template(TEMPLATE_ID)
+    sections = parse_sections(template.text)
+    generator = {"generator_model": "annotations", "generator_kind": "annotations", "sampling": "{}",
+                 "template_id": template.id}
+    rows, rejects = [], []
+    for task in tasks:
+        if task["target_box"] is None or task["target_image"] is None:
+            rejects.append(reject(task, "not_grounding", "no box target to describe"))
+            continue
+        reasoning = reasoning_for(task, sections)
+        if reasoning is None:
+            rejects.append(reject(task, "no_annotations", "meta.objects does not describe every image"))
+            continue
+        completion = profile.render(reasoning, task["target_image"], task["target_box"], image_sizes(task))
+        # Verified like a teacher's: what the profile renders must parse back to the target.
+        scores = score_completion(completion, task["target_image"], task["equivalent_images"], task["target_box"],
+                                  image_sizes(task), profile)
+        if not scores.format_ok or not scores.image_correct or scores.iou < cfg.min_iou:
+            rejects.append(reject(task, scores.reason or "low_iou", f"rendered answer scores iou {scores.iou}"))
+            continue
+        rows.append(cot_row(task, profile, reasoning, task["target_image"], scores, generator, 0))
+    extra = {"generator": {"kind": "annotations", "templates": {"annotations": template.record()}}}
+    config = {"templates": {"annotations": template.record()}}
+    return rows, rejects, extra, config
+
+
+def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamination: bool = False,
+              quiet: bool = False):
+    """Build and commit one cot version; returns (version, summary dict)."""
+    from builders.contamination import check_contamination
+    from schemas import rows as contract
+    from schemas.scoring import SCORING_VERSION
+
+    shard = parse_shard(cfg.shard)
+    version, tasks = load_tasks(store, tasks_ref, shard)
+    if cfg.mode == "teacher":
+        rows, rejects, extra, config = build_teacher(store, tasks, cfg, quiet)
+    else:
+        rows, rejects, extra, config = build_annotations(tasks, cfg)
+    hashes = {i["sha256"] for r in rows for i in r["images"]}
+    extra["contamination"] = check_contamination(store, hashes, refuse=refuse_contamination)
+    failed = sum(1 for r in rejects if r["reason"] == "request_failed")
+    extra["cot"] = {"mode": cfg.mode, "tasks": len(tasks), "kept_rows": len(rows),
+                    "tasks_kept": len({r["task_id"] for r in rows}), "tasks_failed": failed,
+                    "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION}
+    config = {"mode": cfg.mode, "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION,
+              **config}
+    with store.writer(name, "cot", inputs=[version], config=config) as w:
+        w.write(contract.to_table(rows, "cot"), contract.to_table(rejects, "rejects"), extra)
+    return w.version, {**extra["cot"], "rejects": dict(Counter(r["reason"] for r in rejects)),
+                       "usage": extra.get("usage")}
+
+
+def config_from_args(args) -> CotConfig:
+    """A CotConfig from parsed CLI arguments (names match, but for the two flags below)."""
+    values = {k: getattr(args, k) for k in CotConfig.__dataclass_fields__ if getattr(args, k, None) is not None}
+    if getattr(args, "teacher_api_key_env", None):
+        values["api_key_env"] = args.teacher_api_key_env
+    if getattr(args, "no_n", False):
+        values["supports_n"] = False
+    return CotConfig(**values)

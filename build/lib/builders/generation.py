@@ -1,0 +1,293 @@
+"""Generation backends for rollouts (build rl-pool) and evaluation: one interface.
+
+    backend.generate(tasks, k, sampling, seed) -> list[list[str]]
+
+`tasks` are task rows (the tasks / bench row contract, as dicts); the answer is
+k completions per task, in order. A task whose request failed after the
+client's retries gets an empty list and its reason in `backend.failures`
+(the caller rejects it; nothing is invented). `sampling` is
+{"temperature", "max_tokens", "top_p"}; temperature 0 is greedy.
+
+- `EndpointBackend`: any OpenAI-compatible server (vLLM serving the merged
+  policy) through builders.client.EndpointClient: images in order as base64
+  data URLs, `n=k` samples per request, seed = `seed + sample index`.
+- `LocalBackend`: a transformers model through training.generate (imported
+  lazily: builders never import torch at module import), batched and seeded.
+
+Both go through the store's response cache, scoped by the POLICY IDENTITY
+(`policy_identity`): a hash of the weights folder, or the endpoint URL and
+served model name. A rerun after a crash asks nothing twice, and a retrained
+policy in the same folder never reuses its predecessor's samples.
+
+The prompt is the one training uses (training.data.build_prompt_messages:
+images first, then the question and the profile's format instructions, the
+text of builders.cot.student_prompt); a multiple-choice task gets its
+lettered choices instead of a box format.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from builders.cache import CachedSample, ResponseCache, request_key
+from schemas.errors import UserError
+
+MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+
+
+def is_url(s: str) -> bool:
+    return s.startswith(("http://", "https://"))
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over the top-level files a loader reads (names and bytes); sub-folders such
+    as checkpoint-* are not part of the model that `from_pretrained(folder)` loads."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    adapter = folder / "adapter_config.json"
+    if adapter.is_file():  # a LoRA folder: the base model is part of the policy too
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
+        h.update(b"base\0" + (_folder_digest(Path(base)) if Path(base).is_dir() else base).encode())
+    return h.hexdigest()
+
+
+def policy_identity(path_or_url: str, model_name: str | None = None) -> str:
+    """`local:<folder name>:sha256:<12 hex>`, `endpoint:<model>@<url>` or `hub:<id>`."""
+    from builders.client import redact_url
+
+    if is_url(path_or_url):
+        if not model_name:
+            raise UserError(f"{redact_url(path_or_url)} is an endpoint: name the served model (--policy-model NAME)")
+        return f"endpoint:{model_name}@{redact_url(path_or_url).rstrip('/')}"
+    folder = Path(path_or_url)
+    if folder.is_dir():
+        return f"local:{folder.resolve().name}:sha256:{_folder_digest(folder)[:12]}"
+    if folder.exists() or path_or_url.startswith((".", "/")):
+        raise UserError(f"{path_or_url}: not a model folder")
+    return f"hub:{path_or_url}"
+
+
+class ScopedCache:
+    """A ResponseCache view whose keys also hold a scope (the policy identity)."""
+
+    def __init__(self, cache: ResponseCache, scope: str):
+        self.cache, self.scope = cache, scope
+
+    def _key(self, req_key: str) -> str:
+        return hashlib.sha256(f"{self.scope}\0{req_key}".encode()).hexdigest()
+
+    def get(self, req_key: str, indices: list[int]) -> dict[int, CachedSample]:
+        return self.cache.get(self._key(req_key), indices)
+
+    def put(self, req_key: str, model: str, samples: list[CachedSample]) -> None:
+        self.cache.put(self._key(req_key), model, samples)
+
+
+def open_cache(store) -> ResponseCache:
+    return ResponseCache(store.root / "cache" / "responses.sqlite")
+
+
+def prompt_text(task: dict, profile) -> str:
+    """The user turn's text: the question and the answer format (or the lettered choices)."""
+    if task.get("choices") is None:
+        from builders.cot import student_prompt  # the text training.data puts in the prompt (tested equal)
+
+        return student_prompt(task, profile)
+    question = task["question"]
+    if "(A)" not in question:  # some sources already list the options in the question
+        question += "".join(f"\n({chr(65 + i)}) {c}" for i, c in enumerate(task["choices"]))
+    return question + MC_SUFFIX
+
+
+def user_turn(task: dict, profile) -> list[dict]:
+    """One user message: an `image_ref` part per image in order, then the text."""
+    content = [image_ref(i["sha256"]) for i in task["images"]]
+    content.append({"type": "text", "text": prompt_text(task, profile)})
+    return [{"role": "user", "content": content}]
+
+
+def image_ref(h: str) -> dict:
+    """An image by content hash: the client reads and encodes it only when a request goes out
+    (a cached sample reads no image), and the cache keys it by the hash."""
+    return {"type": "image_ref", "sha256": h}
+
+
+class Backend:
+    """Common state: the store, the answer profile, the policy identity and counters."""
+
+    kind = "?"
+
+    def __init__(self, store, profile, identity: str, model_name: str):
+        self.store, self.profile, self.identity, self.model_name = store, profile, identity, model_name
+        self.stats: Counter = Counter()
+        self.failures: dict[str, str] = {}
+
+    def describe(self) -> dict:
+        """What a manifest records about the policy (no secrets)."""
+        return {"kind": self.kind, "identity": self.identity, "model": self.model_name, "profile": self.profile.name}
+
+    def usage(self) -> dict:
+        keys = ("requests", "retries", "samples", "cache_hits", "failed", "prompt_tokens", "completion_tokens")
+        return {k: int(self.stats[k]) for k in keys if self.stats.get(k)}
+
+    def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
+        raise NotImplementedError
+
+
+class EndpointBackend(Backend):
+    """An OpenAI-compatible endpoint: one request per task asking for n=k samples."""
+
+    kind = "endpoint"
+
+    def __init__(self, store, profile, base_url: str, model: str, cache: ResponseCache | None = None,
+                 concurrency: int = 16, timeout: float = 120.0, max_retries: int = 6,
+                 api_key_env: str = "OPENAI_API_KEY", supports_n: bool = True):
+        from builders.client import EndpointClient
+
+        identity = policy_identity(base_url, model)
+        super().__init__(store, profile, identity, model)
+        scoped = ScopedCache(cache, identity) if cache is not None else None
+        self.client = EndpointClient(base_url, model, api_key_env=api_key_env, timeout=timeout,
+                                     max_retries=max_retries, concurrency=concurrency, cache=scoped,
+                                     supports_n=supports_n, image_loader=lambda h: store.image_path(h).read_bytes())
+        self.stats = self.client.stats  # one set of counters
+
+    def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
+        from builders.client import Request, RequestFailed
+
+        params = {**sampling, "seed": seed}
+        # A generator of image_ref prompts: images are read and encoded only when a request
+        # goes out, so memory holds `concurrency` encoded prompts, not the whole chunk's.
+        requests = (Request(user_turn(t, self.profile), n=k, sampling=params) for t in tasks)
+        out = []
+        for task, result in zip(tasks, self.client.generate_many(requests)):
+            if isinstance(result, RequestFailed):
+                self.failures[task["id"]] = result.detail
+                out.append([])
+            else:
+                out.append([s.text for s in result])
+        return out
+
+
+class LocalBackend(Backend):
+    """A local transformers model (training.generate); `batch_size` tasks per generate call."""
+
+    kind = "local"
+
+    def __init__(self, store, profile, model_path: str, cache: ResponseCache | None = None,
+                 batch_size: int = 8, device: str | None = None, dtype: str | None = None):
+        super().__init__(store, profile, policy_identity(str(model_path)), str(model_path))
+        self.cache = ScopedCache(cache, self.identity) if cache is not None else None
+        self.batch_size, self.device, self.dtype = batch_size, device, dtype
+        self._generator = None
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from training.generate import load_generator
+
+            self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype)
+        return self._generator
+
+    def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
+        params = {**sampling, "seed": seed}
+        keys = [request_key(self.identity, user_turn(t, self.profile), params) for t in tasks]
+        got: list[list[str] | None] = [None] * len(tasks)
+        for i, rk in enumerate(keys):
+            cached = self.cache.get(rk, list(range(k))) if self.cache else {}
+            if len(cached) == k:
+                got[i] = [cached[j].text for j in range(k)]
+                self.stats["cache_hits"] += k
+        todo = [i for i, g in enumerate(got) if g is None]
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
+            # The batch's seed depends on what it holds: the same uncached tasks give the same samples.
+            batch_seed = int(hashlib.sha256(f"{seed}:{','.join(keys[i] for i in batch)}".encode()).hexdigest()[:8], 16)
+            texts = self.generator.generate([prompt_text(tasks[i], self.profile) for i in batch],
+                                            [self._images(tasks[i]) for i in batch], k, sampling, batch_seed)
+            for i, samples in zip(batch, texts):
+                got[i] = samples
+                if self.cache:  # written at once: a crash loses at most the batch in flight
+                    self.cache.put(keys[i], self.identity,
+                                   [CachedSample(j, s, None, None, 0, 0) for j, s in enumerate(samples)])
+            self.stats["samples"] += k * len(batch)
+            self.stats["requests"] += 1
+        return got
+
+    def _images(self, task: dict) -> list[Path]:
+        return [self.store.image_path(i["sha256"]) for i in task["images"]]
+
+
+def _image_processor_config(folder: Path) -> dict:
+    """The saved image processor settings: transformers 5 nests them in processor_config.json,
+    older versions write preprocessor_config.json."""
+    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        try:
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        data = data.get(key) if key else data
+        if isinstance(data, dict) and data:
+            return data
+    return {}
+
+
+def _model_type(folder: Path) -> str:
+    """config.json's model_type; for a LoRA adapter folder, its base model's."""
+    for name, key in (("config.json", "model_type"), ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key) or ""
+        except (OSError, ValueError):
+            continue
+        if key == "model_type":
+            return value
+        return _model_type(Path(value)) if Path(value).is_dir() else value
+    return ""
+
+
+def _trained_profile(folder: Path) -> str | None:
+    """The profile a polyground-trained model learned, from its run.json (a model answers in
+    the format it was trained on, whatever its family's default)."""
+    try:
+        return (json.loads((folder / "run.json").read_text()).get("profile") or {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def default_profile(policy: str, policy_model: str | None, name: str | None):
+    """--profile, else the policy's family: config.json's model_type for a folder (with the
+    processor's pixel bounds for qwen2_5_vl), the served model's name for an endpoint."""
+    from schemas.profiles import get_profile, profile_for_model
+
+    folder = Path(policy)
+    if is_url(policy) or not folder.is_dir():
+        return get_profile(name) if name else profile_for_model(policy_model or policy)
+    chosen = name or _trained_profile(folder) or profile_for_model(_model_type(folder) or folder.name).name
+    if chosen != "qwen2_5_vl":
+        return get_profile(chosen)
+    pre = _image_processor_config(folder)  # the frame of qwen2_5_vl is the processor's resize
+    size = pre.get("size") or {}
+    return get_profile(chosen, pre.get("min_pixels") or size.get("shortest_edge"),
+                       pre.get("max_pixels") or size.get("longest_edge"))
+
+
+def make_backend(store, policy: str, policy_model: str | None, profile, concurrency: int = 16,
+                 batch_size: int = 8, device: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 120.0, use_cache: bool = True) -> Backend:
+    """An EndpointBackend for a URL, else a LocalBackend, both over the store's response cache."""
+    cache = open_cache(store) if use_cache else None
+    if is_url(policy):
+        if not policy_model:
+            raise UserError("an endpoint policy needs the served model's name (--policy-model / --endpoint-model)")
+        return EndpointBackend(store, profile, policy, policy_model, cache=cache, concurrency=concurrency,
+                               timeout=timeout, api_key_env=api_key_env)
+    backend = LocalBackend(store, profile, policy, cache=cache, batch_size=batch_size, device=device)
+    print(f"generation: local model {policy} (identity {backend.identity})", file=sys.stderr)
+    return backend

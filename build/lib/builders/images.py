@@ -1,0 +1,108 @@
+"""Read and check one image reference: bytes + size, or a named reason why not.
+
+A reference is a Path (relative to the source root, or absolute inside it) or
+the bytes themselves. Everything a source points at is untrusted: paths may
+try to leave the source folder, name a URL, or hold a truncated file or a
+decompression bomb. Failures raise `ImageRejected(reason, detail)` with the
+reasons of docs/internals.md; nothing else escapes. `sha256_file` is the file
+hash the store uses for images and version files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+import warnings
+from pathlib import Path
+
+MAX_PIXELS = 64_000_000  # a decompression-bomb bound far above any real grounding image
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also `http:/x`, what Path makes of `http://x`
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class ImageRejected(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def resolve_path(ref: Path | str, root: Path | None) -> Path:
+    """The file a path reference names, refusing URLs and escapes from `root`."""
+    text = str(ref)
+    if URL_RE.match(text):
+        raise ImageRejected("url_not_allowed", f"{text}: download images first and point at the files")
+    if root is None:
+        return Path(ref).resolve()
+    root = Path(root).resolve()
+    path = (root / ref).resolve()  # follows symlinks, so a link out of root is caught too
+    if not path.is_relative_to(root):
+        raise ImageRejected("path_escapes_root", f"{text} resolves outside {root}")
+    return path
+
+
+def read_path(ref: Path | str, root: Path | None) -> bytes:
+    path = resolve_path(ref, root)
+    if not path.is_file():
+        raise ImageRejected("missing_image", f"{ref}: no such file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ImageRejected("missing_image", f"{ref}: {e.strerror}") from None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG or GIF header; PIL refuses 0-pixel images
+    as unidentifiable, and we want to name that case."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:4] == b"GIF8" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    return None
+
+
+def _detail(e: Exception) -> str:
+    if type(e).__name__ == "UnidentifiedImageError":
+        return "not a recognised image format"
+    # PIL messages may hold object addresses; rejects must be reproducible
+    return re.sub(r" at 0x[0-9a-f]+", "", f"{type(e).__name__}: {e}")
+
+
+def check_image(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of fully decodable image bytes, else ImageRejected."""
+    from PIL import Image
+
+    size = header_size(data)
+    if not data or (size and 0 in size):
+        raise ImageRejected("zero_size_image", f"{size[0]}x{size[1]} pixels" if data else "the file is empty")
+    try:
+        with warnings.catch_warnings():  # PIL warns on big headers; we reject them by name below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        with im:
+            width, height = im.size  # header only: check the bound before decoding
+            if width * height > max_pixels:
+                raise ImageRejected("image_too_large", f"{width}x{height} exceeds {max_pixels} pixels")
+            if width == 0 or height == 0:
+                raise ImageRejected("zero_size_image", f"{width}x{height}")
+            im.verify()  # checksums and structure
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # verify() misses truncated pixel data in some formats
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageRejected("image_too_large", str(e)) from None
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        raise ImageRejected("undecodable_image", _detail(e)) from None
+    return width, height
+
+
+def load_image_bytes(ref: Path | str | bytes, root: Path | None = None) -> tuple[bytes, int, int]:
+    """(bytes, width, height) for a reference, or ImageRejected with a named reason."""
+    data = bytes(ref) if isinstance(ref, (bytes, bytearray, memoryview)) else read_path(ref, root)
+    width, height = check_image(data)
+    return data, width, height

@@ -1,0 +1,119 @@
+"""Users' own data: one task per JSON line.
+
+    {"id": "t1", "images": ["imgs/a.jpg", "imgs/b.jpg"], "question": "...",
+     "target_image": 1, "box": [x1, y1, x2, y2], "box_frame": "norm1",
+     "task_type": "common_object"}
+
+- `images` are paths relative to the JSONL file (they may not leave its folder).
+- `target_image` is 0-based; `box` is xyxy on that image in `box_frame`:
+  `norm1` (0-1 floats, the default), `norm1000` (0-1000, Qwen2-VL style) or
+  `pixel` (pixels of the original target image).
+- Multiple-choice lines carry `"choices": [...]` and `"answer": "B"` (a letter)
+  instead of `target_image` and `box`.
+- Optional: `equivalent_images` (other indices that also count as correct),
+  `source` (default "jsonl"); any other key is kept in `meta`.
+Ids are kept as given. A line that is not a JSON object is quarantined as
+`malformed_json`; a pixel box whose image cannot be read is left to ingest,
+which names the image problem.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from builders.sources.base import Reject, SourceItem
+from schemas.errors import UserError
+
+FRAMES = ("norm1", "norm1000", "pixel")
+KNOWN = {"id", "images", "question", "target_image", "box", "box_frame", "task_type",
+         "choices", "answer", "equivalent_images", "source"}
+
+
+def read_jsonl(path: Path | str | None, **_ignored) -> Iterator[SourceItem | Reject]:
+    """Yield one SourceItem (or Reject) per non-blank line of the file."""
+    if path is None:
+        raise UserError("jsonl: --path FILE.jsonl is required")
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"jsonl: {file} is not a file")
+    with open(file, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            if line.strip():
+                yield parse_line(line, n, file.parent)
+
+
+def parse_line(line: str, n: int, root: Path) -> SourceItem | Reject:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        return Reject(f"line-{n}", "malformed_json", f"line {n}: {e.msg} at column {e.colno}", {"line": line[:500]})
+    if not isinstance(rec, dict):
+        return Reject(f"line-{n}", "malformed_json", f"line {n}: not a JSON object", {"line": line[:500]})
+    rid = rec.get("id") if isinstance(rec.get("id"), str) else f"line-{n}"
+    problem = _shape_problem(rec)
+    if problem:
+        return Reject(rid, "malformed_record", f"line {n}: {problem}", rec)
+    images = [root / p for p in rec["images"]]
+    box = None
+    if rec.get("box") is not None:
+        box = to_norm1(rec["box"], rec.get("box_frame", "norm1"), images, rec.get("target_image"), root)
+        if isinstance(box, Reject):
+            box.id, box.record = rid, rec
+            return box
+    return SourceItem(
+        id=rec["id"], source=rec.get("source") or "jsonl", task_type=rec.get("task_type") or "grounding",
+        images=images, question=rec["question"], target_image=rec.get("target_image"),
+        equivalent_images=list(rec.get("equivalent_images") or []), target_box=box,
+        choices=rec.get("choices"), answer=rec.get("answer"),
+        meta={k: v for k, v in rec.items() if k not in KNOWN} | ({"box_raw": rec["box"]} if box else {}),
+    )
+
+
+def _shape_problem(rec: dict) -> str | None:
+    """Types of the fields, so later steps can trust them."""
+    if not isinstance(rec.get("id"), str) or not rec["id"]:
+        return "id: a non-empty string is required"
+    if not isinstance(rec.get("images"), list) or not all(isinstance(p, str) and p for p in rec["images"]):
+        return "images: a list of relative paths is required"
+    if not isinstance(rec.get("question"), str):
+        return "question: a string is required"
+    if rec.get("box_frame", "norm1") not in FRAMES:
+        return f"box_frame: {rec.get('box_frame')!r} is not one of {', '.join(FRAMES)}"
+    if "choices" in rec and not (isinstance(rec["choices"], list) and all(isinstance(c, str) for c in rec["choices"])):
+        return "choices: a list of strings is required"
+    if rec.get("target_image") is not None and not (isinstance(rec["target_image"], int)
+                                                    and not isinstance(rec["target_image"], bool)):
+        return "target_image: a 0-based integer is required"
+    return None
+
+
+def to_norm1(box, frame: str, images: list[Path], target: int | None, root: Path) -> list[float] | Reject:
+    """Convert a box to normalised 0-1 xyxy; ingest then validates its values."""
+    if not isinstance(box, list) or len(box) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+        return Reject(None, "invalid_box:not_four_numbers", f"box {box!r}")
+    if frame == "norm1":
+        return [float(v) for v in box]
+    if frame == "norm1000":
+        return [v / 1000 for v in box]
+    if not isinstance(target, int) or not 0 <= target < len(images):
+        return [float(v) for v in box]  # ingest names the bad target index
+    size = _image_size(images[target], root)
+    if size is None or 0 in size:
+        return [float(v) for v in box]  # ingest names the image problem
+    w, h = size
+    return [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
+
+
+def _image_size(path: Path, root: Path) -> tuple[int, int] | None:
+    """The header size of an image, or None; full checks happen in ingest."""
+    from PIL import Image
+
+    from builders.images import resolve_path
+
+    try:
+        with Image.open(resolve_path(path, root)) as im:
+            return im.size
+    except Exception:  # missing, escaping or broken: ingest rejects it by name
+        return None

@@ -1,0 +1,145 @@
+"""MMIU reader: multiple-choice multi-image questions from JSON, JSON Lines or parquet.
+
+MMIU's field names were not verified against the release (formats.md), so
+this reader is tolerant. The dataset card (FanqingM/MMIU-Benchmark) names
+`task`, `visual_input_component`, `source`, `options`, `question`,
+`context`, `input_image_path` (question and option images) and `output`
+(the answer). Each field is looked up under the first present of several
+names (FIELDS); a file whose records lack a question, options, answer or
+image field is a UserError naming what is missing and what was found.
+
+- options: a list of texts, or one string with a line per option
+  ("A: cat\\nB: dog", "(A) cat", "A. cat"); letter prefixes are removed.
+- answer: "A", "(A)", "A: cat" or the exact option text -> the letter.
+- images: a list (or one) of paths relative to the file's folder, or Hub
+  image structs {bytes, path}.
+- the question keeps `context` (MMIU's task description) in front of it,
+  since the question alone often does not say what to compare.
+
+`--path` is one file or a folder (every .json/.jsonl/.parquet under it);
+`subsets` picks task names. Ids are `mmiu-<id field>` or
+`mmiu-<file stem>-<row>`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from builders.sources.base import Reject, SourceItem
+from builders.sources.blink import BATCH, _subset_names, answer_letter, image_ref, strip_letter
+from builders.sources.mgrounding import iter_json_values
+from schemas.errors import UserError
+
+SOURCE = "mmiu"
+FIELDS = {
+    "question": ("question", "query", "prompt", "instruction"),
+    "options": ("options", "choices", "option"),
+    "answer": ("output", "answer", "gt_answer", "label", "target"),
+    "images": ("input_image_path", "image_paths", "images", "image_path", "image"),
+    "task": ("task", "sub_task", "task_name", "category"),
+    "id": ("id", "idx", "index", "question_id"),
+}
+REQUIRED = ("question", "options", "answer", "images")
+OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.:)]\s*(.*)$")
+SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+def layout(names) -> dict[str, str]:
+    """Role -> the column/key name this file uses; UserError when a role is missing."""
+    found = {role: next((n for n in cands if n in names), None) for role, cands in FIELDS.items()}
+    missing = [r for r in REQUIRED if found[r] is None]
+    if missing:
+        raise UserError("mmiu: unknown layout: no field for " + ", ".join(
+            f"{r} ({'/'.join(FIELDS[r])})" for r in missing) + f"; found {', '.join(sorted(names))}")
+    return {r: n for r, n in found.items() if n is not None}
+
+
+def records(file: Path) -> Iterator[dict]:
+    """The file's records, streamed (JSON list / JSON Lines) or in batches (parquet)."""
+    if file.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH):
+            yield from batch.to_pylist()
+        return
+    try:
+        yield from iter_json_values(file)
+    except ValueError as e:
+        raise UserError(f"mmiu: {file} is not valid JSON ({e})") from None
+
+
+def files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"mmiu: {path} not found")
+    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"mmiu: no {'/'.join(SUFFIXES)} file under {path}")
+    return files
+
+
+def read_mmiu(path: Path | str, subsets=None, **_ignored) -> Iterator[SourceItem | Reject]:
+    """Yield one multiple-choice SourceItem per record; `subsets` picks task names."""
+    import pyarrow.parquet as pq
+
+    wanted = _subset_names(subsets)
+    # Absolute paths: ingest reads a relative path as relative to the source root.
+    for file in files_under(Path(path).absolute()):
+        names = pq.read_schema(file).names if file.suffix == ".parquet" else None
+        roles = layout(names) if names is not None else None
+        for row, rec in enumerate(records(file)):
+            if not isinstance(rec, dict):
+                yield Reject(f"mmiu-{file.stem}-{row}", "malformed_record",
+                             f"a {type(rec).__name__}, not an object", {"value": rec})
+                continue
+            roles = roles or layout(rec.keys())  # JSON: the first record sets the layout
+            task = str(rec.get(roles.get("task", ""), "") or "mmiu")
+            if not wanted or task in wanted:
+                yield parse_record(rec, roles, task, f"{file.stem}-{row}", file.parent)
+
+
+def parse_options(raw: object) -> list[str] | None:
+    """Option texts from a list or a one-option-per-line string; None if unreadable."""
+    if isinstance(raw, list) and all(isinstance(o, str) for o in raw):
+        return [strip_letter(o, i) for i, o in enumerate(raw)]
+    if not isinstance(raw, str):
+        return None
+    options: list[str] = []
+    for line in raw.splitlines():
+        m = OPTION_LINE.match(line)
+        if m and m.group(1) == chr(ord("A") + len(options)):
+            options.append(m.group(2).strip())
+        elif options and line.strip():
+            options[-1] += "\n" + line.strip()  # an option text over several lines
+        elif line.strip():
+            return None
+    return options or None
+
+
+def parse_record(rec: dict, roles: dict, task: str, fallback: str, folder: Path) -> SourceItem | Reject:
+    rid = f"mmiu-{rec.get(roles.get('id', ''), None) or fallback}"
+    images_raw = rec.get(roles["images"])
+    images_raw = images_raw if isinstance(images_raw, list) else [images_raw]
+    record = {k: v for k, v in rec.items() if k != roles["images"]}
+    record[roles["images"]] = [i if isinstance(i, str) else "<image>" for i in images_raw]
+    refs = [image_ref(i, folder) for i in images_raw]
+    if not refs or None in refs:
+        return Reject(rid, "missing_image", f"image references {record[roles['images']]!r}", record)
+    choices = parse_options(rec.get(roles["options"]))
+    if not choices or len(choices) < 2:
+        return Reject(rid, "unparsable_choices", f"options {rec.get(roles['options'])!r}", record)
+    letter = answer_letter(rec.get(roles["answer"]), choices)
+    if letter is None:
+        return Reject(rid, "unparsable_answer",
+                      f"answer {rec.get(roles['answer'])!r} with {len(choices)} options", record)
+    question = str(rec.get(roles["question"]) or "").strip()
+    context = str(rec.get("context") or "").strip()
+    meta = {"answer_raw": rec.get(roles["answer"]), "options_raw": rec.get(roles["options"]),
+            **{k: rec[k] for k in ("context", "visual_input_component", "source") if rec.get(k)}}
+    return SourceItem(
+        id=rid, source=SOURCE, task_type=task, images=refs,
+        question=f"{context}\n{question}" if context else question,
+        choices=choices, answer=letter, meta=meta,
+    )

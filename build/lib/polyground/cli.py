@@ -1,0 +1,166 @@
+"""The `polyground` console script: a thin argparse dispatcher.
+
+Each command group lives in a `cmd_*.py` module exposing `add_parsers(sub)`;
+handlers import heavy libraries (torch, transformers) lazily so that
+`polyground data ls` stays fast. Errors are one line on stderr and a non-zero
+exit: a `UserError` is printed as is, anything else as an internal error
+(set POLYGROUND_DEBUG=1 for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from schemas.errors import UserError
+
+# (group, module): a module with group None adds top-level commands; otherwise
+# it adds sub-commands under the group (`polyground build cot`, ...).
+GROUPS = {"build": "build a new dataset version", "train": "train from a frozen version",
+          "data": "inspect, check, compare, name, export versions", "model": "local model helpers"}
+COMMAND_MODULES = [
+    (None, "polyground.cmd_demo"),
+    ("build", "polyground.cmd_build_tasks"),
+    ("build", "polyground.cmd_build_cot"),
+    ("build", "polyground.cmd_build_rlpool"),
+    ("train", "polyground.cmd_train"),
+    (None, "polyground.cmd_merge"),
+    (None, "polyground.cmd_eval"),
+    ("data", "polyground.cmd_data"),
+    ("data", "polyground.cmd_preview"),
+    (None, "polyground.cmd_publish"),
+    ("model", "polyground.cmd_model"),
+]
+
+
+def store_root(args) -> Path:
+    """--store, else $POLYGROUND_STORE, else ./polyground-store."""
+    return Path(args.store or os.environ.get("POLYGROUND_STORE") or "polyground-store")
+
+
+def open_store(args):
+    from builders.store import Store
+
+    return Store(store_root(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="polyground", description=__doc__.splitlines()[0])
+    parser.add_argument("--store", help="store folder (default: $POLYGROUND_STORE or ./polyground-store)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups = {}
+    for group, name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # a command module not written yet
+                continue
+            raise
+        if group is None:
+            module.add_parsers(sub)
+            continue
+        if group not in groups:
+            gp = sub.add_parser(group, help=GROUPS[group])
+            groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar="COMMAND")
+        module.add_parsers(groups[group])
+    return parser
+
+
+def add_config_option(p: argparse.ArgumentParser, passthrough: bool = False) -> None:
+    """Every command takes --config FILE.yaml. With passthrough, unknown flags
+    land in `args.extra` and the YAML in `args._config_values` (trainers check
+    them against their config dataclasses)."""
+    p.add_argument("--config", help="YAML file of option values; flags given on the command line win")
+    p._polyground_passthrough = passthrough
+
+
+def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """Follow the sub-command words in argv down to the parser that handles them."""
+    current = parser
+    words = iter(argv)
+    for word in words:
+        if word.startswith("-"):
+            action = current._option_string_actions.get(word)
+            if action is not None and action.nargs is None and action.const is None:
+                next(words, None)  # the option's value (e.g. `--store DIR`) is not a command word
+            continue
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        current = subs[0].choices[word]
+    return current
+
+
+def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Load --config YAML into the leaf parser's defaults; unknown keys are an error."""
+    if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
+        return
+    import yaml
+
+    path = None
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
+    if path is None:
+        raise UserError("--config needs a file")
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise UserError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config {path} must be a mapping of option: value")
+    leaf = _leaf_parser(parser, argv)
+    if getattr(leaf, "_polyground_passthrough", False):
+        leaf.set_defaults(_config_values=values)  # trainers validate against their dataclasses
+        return
+    known = {a.dest for a in leaf._actions}
+    unknown = sorted(k for k in values if k.replace("-", "_") not in known)
+    if unknown:
+        raise UserError(f"config {path}: unknown option(s) {', '.join(unknown)}")
+    leaf.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    _apply_config(parser, argv)
+    leaf = _leaf_parser(parser, argv)
+    if getattr(leaf, "_polyground_passthrough", False):
+        args, extra = parser.parse_known_args(argv)
+        args.extra = extra
+    else:
+        args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        (leaf if leaf is not parser else parser).print_help(sys.stderr)
+        return 2
+    return args.func(args) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = run(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written is visible in the store; rerun to resume", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as e:  # a traceback shown to a user is a bug: one line, and a way to see more
+        if os.environ.get("POLYGROUND_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {e} (set POLYGROUND_DEBUG=1 for the traceback)", file=sys.stderr)
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

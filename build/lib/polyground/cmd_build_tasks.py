@@ -1,0 +1,107 @@
+"""`polyground build tasks` and `polyground build bench`: a source -> a frozen version.
+
+Both read a source through its reader (builders/sources), validate and store
+it with builders.ingest, and commit a version; `bench` marks it as a benchmark
+split that no training or data build may use. The new `name@id` is the last
+line of standard output; progress and the drop report go to standard error.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from polyground.cli import add_config_option, open_store
+from schemas.errors import UserError
+
+# name -> "module:function"; imported only when used, so one broken or
+# unwritten reader does not break the others.
+READERS = {
+    "synthetic": "builders.sources.synthetic:read_synthetic",
+    "mig-bench": "builders.sources.migbench:read_migbench",
+    "mgrounding": "builders.sources.mgrounding:read_mgrounding",
+    "blink": "builders.sources.blink:read_blink",
+    "mmiu": "builders.sources.mmiu:read_mmiu",
+    "jsonl": "builders.sources.jsonl:read_jsonl",
+}
+NEEDS_NO_PATH = {"synthetic"}
+
+
+def load_reader(source: str):
+    if source not in READERS:
+        raise UserError(f"unknown source {source!r}; choose from {', '.join(READERS)}")
+    module, func = READERS[source].split(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise UserError(f"the {source} reader is not available in this version of polyground") from None
+        raise
+
+
+def add_parsers(sub) -> None:
+    for kind, what in (("tasks", "read a source into a tasks dataset"),
+                       ("bench", "read a source into a benchmark split (never trainable)")):
+        p = sub.add_parser(kind, help=what, description=what)
+        p.add_argument("--source", required=True, help=f"one of: {', '.join(READERS)}")
+        p.add_argument("--path", type=Path, help="the source's file or folder (not needed for synthetic)")
+        p.add_argument("--name", required=True, help="dataset name in the store")
+        p.add_argument("--n", type=int, help="synthetic: number of tasks")
+        p.add_argument("--seed", type=int, help="synthetic: random seed")
+        p.add_argument("--family", help="synthetic: task family (e.g. locate_red, mixed)")
+        p.add_argument("--subsets", help="blink/mmiu: comma-separated subtasks to read")
+        if kind == "tasks":
+            p.add_argument("--no-contamination", action="store_true",
+                           help="refuse to build when any image is shared with a benchmark split")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_config_option(p)
+        p.set_defaults(func=lambda args, kind=kind: run_build(args, kind))
+
+
+def reader_options(args) -> dict:
+    options = {"n": args.n, "seed": args.seed, "family": args.family}
+    if args.subsets:
+        options["subsets"] = [s.strip() for s in str(args.subsets).split(",") if s.strip()]
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def run_build(args, kind: str) -> int:
+    from builders.contamination import check_contamination
+    from builders.ingest import ingest, task_summary
+    from schemas import rows
+
+    reader = load_reader(args.source)
+    path = args.path
+    if path is None and args.source not in NEEDS_NO_PATH:
+        raise UserError(f"--source {args.source} needs --path")
+    if path is not None and not path.exists():
+        raise UserError(f"--path {path}: no such file or folder")
+    root = None if path is None else (path if path.is_dir() else path.parent).resolve()
+    options = reader_options(args)
+    store = open_store(args)
+    records, rejects = ingest(reader(path, **options), store, progress=not args.quiet, root=root)
+    table = rows.to_table(records, kind)
+    extra = {"summary": task_summary(table),
+             "source": {"reader": args.source, "path": None if path is None else str(path.resolve())}}
+    if kind != "bench":
+        hashes = {i["sha256"] for r in records for i in r["images"]}
+        extra["contamination"] = check_contamination(store, hashes, refuse=args.no_contamination)
+    config = {"source": args.source, "options": options}
+    with store.writer(args.name, kind, inputs=[], config=config) as w:
+        w.write(table, rows.to_table(rejects, "rejects"), extra)
+    report(w.version, extra.get("contamination", {}))
+    print(w.version.ref)
+    return 0
+
+
+def report(version, contamination: dict) -> None:
+    """Kept and dropped counts (and any benchmark overlap) on standard error."""
+    counts = version.manifest["counts"]
+    dropped = counts["dropped_by_reason"]
+    line = f"{version.ref}: kept {counts['rows']} rows"
+    if dropped:
+        line += f", dropped {sum(dropped.values())} (" + ", ".join(f"{k}: {v}" for k, v in dropped.items()) + ")"
+    print(line, file=sys.stderr)
+    for ref, n in contamination.items():
+        if n:
+            print(f"warning: {n} images are shared with benchmark split {ref}", file=sys.stderr)

@@ -1,0 +1,129 @@
+"""`polyground eval`: score a model on a benchmark split; `polyground eval compare`.
+
+    polyground eval --bench REF (--model M | --endpoint URL --endpoint-model NAME
+                                 | --predictions FILE.jsonl --profile P) --output DIR
+    polyground eval compare DIR [DIR ...]
+
+The completions (generated greedily by a local model or an endpoint, or read
+from a JSONL file of {"id", "completion"} lines keyed by the split's task ids)
+become a versioned `predictions` dataset; DIR receives metrics.json,
+metrics.md and one PNG bar chart per metric across task types
+(training/evaluate.py defines every number). The Markdown table goes to
+standard output, then the predictions version's `name@id` as the last line.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from polyground.cli import add_config_option, open_store
+from schemas.errors import UserError
+
+
+def add_parsers(sub) -> None:
+    what = "score a model (or a predictions file) on a benchmark split"
+    p = sub.add_parser("eval", help=what, description=what)
+    p.add_argument("--bench", help="benchmark split (NAME[@VERSION|@TAG]); a tasks version works too")
+    p.add_argument("--model", help="local model folder (or LoRA adapter) to generate with")
+    p.add_argument("--endpoint", help="OpenAI-compatible base URL (http://host:port/v1) to generate with")
+    p.add_argument("--endpoint-model", help="the served model's name (with --endpoint)")
+    p.add_argument("--predictions", type=Path, help='JSONL of {"id", "completion"} produced elsewhere')
+    p.add_argument("--profile", help="answer profile of the completions (needed with --predictions; "
+                                     "default: the model family)")
+    p.add_argument("--model-name", help="label of the model in reports (default: from the model or the file)")
+    p.add_argument("--output", type=Path, help="folder for metrics.json, metrics.md and the charts")
+    p.add_argument("--name", help="name of the predictions dataset (default: <bench>-pred-<model>)")
+    p.add_argument("--max-tokens", type=int, default=512, help="new tokens per answer (default 512)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (used when temperature > 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
+    p.add_argument("--concurrency", type=int, default=16, help="endpoint: requests in flight (default 16)")
+    p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--limit", type=int, help="only the first N tasks of the split (a quick look)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
+    add_config_option(p)
+    p.set_defaults(func=run_eval)
+    sub_eval = p.add_subparsers(dest="eval_command", metavar="COMMAND")
+    c = sub_eval.add_parser("compare", help="print several eval reports side by side",
+                            description="print several eval reports (folders with metrics.json) side by side")
+    c.add_argument("dirs", nargs="+", type=Path, help="eval output folders")
+    c.add_argument("--metric", action="append", help="metric(s) to show (default: the headline ones)")
+    add_config_option(c)
+    c.set_defaults(func=run_compare)
+
+
+def _source(args) -> str:
+    given = [flag for flag, v in (("--model", args.model), ("--endpoint", args.endpoint),
+                                  ("--predictions", args.predictions)) if v]
+    if len(given) != 1:
+        raise UserError("give exactly one of --model, --endpoint (with --endpoint-model) or --predictions"
+                        + (f" (got {', '.join(given)})" if given else ""))
+    if not args.bench or not args.output:
+        raise UserError("eval needs --bench REF and --output DIR")
+    return given[0]
+
+
+def _completions(args, store, bench, source: str):
+    """(completions by id, profile, model label, source record, usage)."""
+    from training import evaluate as ev
+
+    if source == "--predictions":
+        from schemas.profiles import get_profile
+
+        if not args.profile:
+            raise UserError("--predictions needs --profile P: the answer format the completions were written in")
+        completions = ev.read_predictions_jsonl(args.predictions)
+        record = {"kind": "predictions", "file": args.predictions.name,
+                  "sha256": ev.file_sha256(args.predictions)}
+        return completions, get_profile(args.profile), args.model_name or args.predictions.stem, record, {}
+    from builders.generation import default_profile, make_backend
+
+    policy = args.model or args.endpoint
+    if source == "--endpoint" and not args.endpoint_model:
+        raise UserError("--endpoint needs --endpoint-model NAME (the served model)")
+    profile = default_profile(policy, args.endpoint_model, args.profile)
+    backend = make_backend(store, policy, args.endpoint_model, profile, concurrency=args.concurrency,
+                           batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env)
+    sampling = {"temperature": args.temperature, "top_p": 1.0, "max_tokens": args.max_tokens}
+
+    def progress(done, total):
+        print(f"eval: generated {done}/{total}", file=sys.stderr)
+
+    completions = ev.generate_for_bench(store, bench, backend, sampling, seed=args.seed,
+                                        batch_size=args.batch_size if source == "--model" else 256,
+                                        limit=args.limit, progress=progress)
+    if backend.failures:
+        print(f"eval: {len(backend.failures)} task(s) got no answer from the endpoint (scored as empty)",
+              file=sys.stderr)
+    label = args.model_name or (args.endpoint_model if source == "--endpoint" else ev.model_slug(policy))
+    record = {"kind": backend.kind, **backend.describe(), "sampling": sampling, "seed": args.seed,
+              "limit": args.limit}
+    return completions, profile, label, record, backend.usage()
+
+
+def run_eval(args) -> int:
+    from training import evaluate as ev
+
+    source = _source(args)
+    store = open_store(args)
+    bench = store.resolve(args.bench)
+    completions, profile, label, record, usage = _completions(args, store, bench, source)
+    # With --limit only the generated tasks are scored: the rest would count as missing answers.
+    metrics = ev.evaluate(store, bench, completions, profile, label, name=args.name, source=record,
+                          limit=args.limit if source != "--predictions" else None, usage=usage)
+    ev.write_report(metrics, args.output)
+    sys.stdout.write(ev.metrics_markdown(metrics))
+    print(f"eval: report in {args.output}", file=sys.stderr)
+    print(metrics["predictions"])
+    return 0
+
+
+def run_compare(args) -> int:
+    from training import evaluate as ev
+
+    reports = [(str(d), ev.load_report(d)) for d in args.dirs]
+    labels = [m.get("model") or d for d, m in reports]
+    # Two reports of the same model (e.g. two benches or checkpoints) are told apart by folder.
+    labels = [f"{label} ({d})" if labels.count(label) > 1 else label for label, (d, _) in zip(labels, reports)]
+    sys.stdout.write(ev.compare_table([(label, m) for label, (_, m) in zip(labels, reports)], args.metric))
+    return 0

@@ -1,0 +1,142 @@
+"""Scores shared by the CoT verifier, rejection sampling, GRPO rewards and eval.
+
+One function, `score_completion`, turns a completion into `Scores`; the
+reward-sized numbers come from `format_score`, `image_score`, `iou_score` and
+`combined_score`. Units: IoU is plain area IoU in 0-1 on the TARGET image.
+
+Rules (design.md, "Rewards"):
+- format: the strict profile parse succeeded (think/answer envelope and a
+  parsable answer);
+- image: the named image is the target or one of `equivalent_images`
+  (MIRG-RL's image-level reward);
+- IoU: the predicted box against clip01(target_box) on the target image, 0
+  when the wrong image is named (object-level reward). The prediction is not
+  clipped: a box past the border is scored as the model wrote it;
+- None, never a false 0, for a row that cannot be verified (no target box or
+  target image, or a target box that is itself invalid).
+Bump SCORING_VERSION whenever a rule above changes: it is recorded in the
+manifests of cot, rl-pool and predictions versions.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from schemas.boxes import box_problem, clip01, iou
+from schemas.profiles import Parsed, Profile
+
+SCORING_VERSION = "1"
+DEFAULT_REWARD_WEIGHTS = {"format": 0.1, "image": 0.3, "iou": 1.0}
+
+
+@dataclass(slots=True)
+class Scores:
+    """The verdict on one completion. `reason` names why it lost points
+    (a parse error, "wrong_image") or why it cannot be verified
+    ("unverifiable:<why>"); None when all is well."""
+
+    format_ok: bool
+    image_correct: bool | None
+    iou: float | None
+    parsed: Parsed
+    reason: str | None
+
+
+def _unverifiable(target_image, target_box, n_images: int) -> str | None:
+    if target_box is None:
+        return "unverifiable:no_target_box"
+    if target_image is None or not 0 <= target_image < n_images:
+        return "unverifiable:no_target_image"
+    # Not cached per box: (True, 0, 1, 1) == (1, 0, 1, 1) in Python, so a
+    # cache keyed on values would hand a bool box the verdict of an int box.
+    problem = box_problem(target_box)
+    return f"unverifiable:target_box_{problem}" if problem else None
+
+
+def score_completion(completion: str, target_image, equivalent_images, target_box, image_sizes, profile: Profile) -> Scores:
+    """Parse `completion` with `profile` and score it against the row's target.
+
+    `target_image` is 0-based; `equivalent_images` are other 0-based images
+    where the same box is also right (MIG-Bench `diff`); `target_box` is
+    normalised 0-1 xyxy; `image_sizes` the ORIGINAL (width, height) per image.
+    """
+    parsed = profile.parse(completion, image_sizes)
+    ok = parsed.error is None
+    why = _unverifiable(target_image, target_box, len(image_sizes))
+    if why:
+        return Scores(ok, None, None, parsed, why)
+    if not ok:
+        return Scores(False, False, 0.0, parsed, parsed.error)
+    if parsed.image != target_image and parsed.image not in (equivalent_images or ()):
+        return Scores(True, False, 0.0, parsed, "wrong_image")
+    return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None)
+
+
+def format_score(scores: Scores) -> float:
+    """1.0 when the completion parsed strictly, else 0.0 (always verifiable)."""
+    return 1.0 if scores.format_ok else 0.0
+
+
+def image_score(scores: Scores) -> float | None:
+    """1.0 for the target (or an equivalent) image, 0.0 otherwise, None if unverifiable."""
+    if scores.image_correct is None:
+        return None
+    return 1.0 if scores.image_correct else 0.0
+
+
+def iou_score(scores: Scores) -> float | None:
+    """IoU on the target image (0.0 for a wrong image), None if unverifiable."""
+    return scores.iou
+
+
+def combined_score(scores: Scores, weights: dict | None = None) -> float | None:
+    """Weighted sum of the format, image and IoU scores; None if unverifiable.
+
+    Unknown weight names raise: a typo in a recipe must not silently drop a term.
+    """
+    weights = DEFAULT_REWARD_WEIGHTS if weights is None else weights
+    unknown = set(weights) - set(DEFAULT_REWARD_WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown reward weights {sorted(unknown)}; known: {sorted(DEFAULT_REWARD_WEIGHTS)}")
+    if scores.iou is None:
+        return None
+    parts = {"format": format_score(scores), "image": image_score(scores), "iou": scores.iou}
+    return sum(w * parts[name] for name, w in weights.items())
+
+
+# ---- multiple choice -----------------------------------------------------------
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# Tried in order on the answer tag's content, else on the whole text. A lone
+# lowercase letter only counts when nothing word-like follows it, so that
+# "the answer is a cat" is not read as choice A. No two unbounded whitespace
+# runs sit side by side (quadratic backtracking on a long blank answer).
+_CHOICE_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        r"^\(?([A-Za-z])\)?[.:)]?$",  # the whole thing is a letter: "B", "(B)", "b."
+        r"(?i:answer)(?:\s+(?i:is))?(?:[ \t]*:)?\s*\(?([A-Z])\)?(?![A-Za-z])",  # "Answer: B", "answer is (C)"
+        r"(?i:answer)(?:\s+(?i:is))?(?:[ \t]*:)?\s*\(?([a-z])\)?(?=[ \t]*(?:$|[.,;!)\]]))",  # "the answer is b"
+        r"\(([A-Z])\)",  # "(B) a red car"
+        r"(?m)^[ \t]*([A-Z])[.):](?:\s|$)",  # "B. a red car" at the start of a line
+    )
+)
+
+
+def extract_choice(text: str, n_choices: int) -> str | None:
+    """The chosen letter, one of the first `n_choices` capitals ("A", "B", ...), or None."""
+    answers = _ANSWER_TAG.findall(text)
+    span = (answers[-1] if answers else text).strip()
+    valid = {chr(ord("A") + i) for i in range(n_choices)}
+    for pattern in _CHOICE_PATTERNS:
+        m = pattern.search(span)
+        if m:
+            letter = m.group(1).upper()
+            return letter if letter in valid else None
+    return None
+
+
+def score_choice(text: str, answer: str | None, n_choices: int) -> float | None:
+    """1.0 when the extracted letter equals `answer` ("B" or "(B)"), else 0.0; None without an answer."""
+    if not answer:
+        return None
+    return 1.0 if extract_choice(text, n_choices) == answer.strip().strip("()").upper() else 0.0

@@ -1,0 +1,1 @@
+"""Thin training modules over TRL and PEFT, reading frozen store versions."""

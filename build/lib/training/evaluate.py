@@ -1,0 +1,326 @@
+"""Evaluation on benchmark splits: a predictions version and metrics per task type.
+
+Contract
+- in: a bench (or tasks) version and one completion per task id (from a local
+  model, an endpoint, or a JSONL file of {"id", "completion"}), all read with
+  ONE answer profile;
+- out: a `predictions` version (schemas.rows.PREDICTIONS, one row per task of
+  the split; a task without a completion is scored as an empty answer) and a
+  metrics dict:
+
+    {"model", "bench", "profile", "predictions": "name@id",
+     "counts": {"tasks", "predicted", "missing", "unknown", "missing_ids", "unknown_ids"},
+     "by_task": {task_type: {metric: value}}, "macro": {...}, "overall": {...}}
+
+Metrics are fractions in 0-1 (IoUs are plain area IoU on 0-1 coordinates):
+- official_acc@0.3/0.5/0.7, official_miou: MIG-Bench's own numbers
+  (schemas.official: lenient parser on the answer span, ground truth not
+  clipped, the named image IGNORED) for comparison with papers;
+- strict_acc@0.3/0.5/0.7, strict_miou: the same formula on our strict IoU
+  (the profile's parse, the right image required: 0 for a wrong image);
+- format_rate (strict parse succeeded), image_acc (the target image, or an
+  equivalent one, was named); mc_acc and format_rate (a letter was found) for
+  multiple-choice tasks.
+"macro" is the mean of the task-type values (the "average" column of the
+Migician paper), "overall" pools every item. Report files (metrics.json,
+metrics.md, one PNG per metric) come from `write_report`; `compare_table`
+puts several reports side by side.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+from schemas.errors import UserError
+
+METRIC_ORDER = ("official_acc@0.3", "official_acc@0.5", "official_acc@0.7", "official_miou",
+                "strict_acc@0.3", "strict_acc@0.5", "strict_acc@0.7", "strict_miou",
+                "format_rate", "image_acc", "mc_acc", "mean_reward")
+HEADLINE = ("official_acc@0.5", "strict_acc@0.5", "official_miou", "format_rate", "image_acc", "mc_acc")
+SCORE_CHUNK = 2048  # rows scored at a time: memory stays bounded on large splits
+SHOW_IDS = 20  # ids listed in the metrics for missing / unknown predictions
+
+
+# ---- inputs ----------------------------------------------------------------
+def read_predictions_jsonl(path: str | Path) -> dict[str, str]:
+    """{"id", "completion"} lines -> {id: completion}; a bad or repeated line is a UserError."""
+    out: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UserError(f"cannot read predictions {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise UserError(f"{path}:{n}: not a JSON object") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("completion"), str):
+            raise UserError(f'{path}:{n}: expected {{"id": str, "completion": str}}')
+        if rec["id"] in out:
+            raise UserError(f"{path}:{n}: id {rec['id']!r} appears twice")
+        out[rec["id"]] = rec["completion"]
+    if not out:
+        raise UserError(f"{path}: no prediction in the file")
+    return out
+
+
+def model_slug(name: str) -> str:
+    """A store-safe slug of a model name or path: `/x/Qwen2.5-VL-7B/` -> `qwen2.5-vl-7b`."""
+    base = Path(name.rstrip("/")).name if "/" in name and not name.startswith("http") else name
+    slug = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")
+    return slug[:60] or "model"
+
+
+# ---- scoring ---------------------------------------------------------------
+def score_prediction(task: dict, completion: str | None, profile, model: str) -> dict:
+    """One PREDICTIONS record: the task's completion parsed and scored (None scores as empty)."""
+    from schemas.official import official_completion_iou
+    from schemas.scoring import extract_choice, score_completion
+
+    text = completion or ""
+    rec = {"id": task["id"], "task_type": task["task_type"], "completion": completion, "profile": profile.name,
+           "pred_image": None, "pred_box": None, "pred_choice": None, "format_ok": False, "image_correct": None,
+           "iou": None, "official_iou": None, "correct": None, "model": model}
+    if task.get("choices") is not None:
+        letter = extract_choice(text, len(task["choices"]))
+        rec.update(pred_choice=letter, format_ok=letter is not None, correct=letter == task.get("answer"))
+        return rec
+    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
+    rec.update(pred_image=s.parsed.image, pred_box=s.parsed.box, format_ok=s.format_ok,
+               image_correct=s.image_correct, iou=s.iou,
+               official_iou=official_completion_iou(text, list(task["target_box"])))
+    return rec
+
+
+def predictions_table(tasks, completions_by_id: dict[str, str], profile, model: str):
+    """(PREDICTIONS table, counts) for every task of `tasks` (a pyarrow table), in chunks."""
+    from schemas import rows
+
+    records, seen, missing = [], set(), []
+    for batch in tasks.to_batches(max_chunksize=SCORE_CHUNK):
+        for task in batch.to_pylist():
+            completion = completions_by_id.get(task["id"])
+            seen.add(task["id"])
+            if completion is None:
+                missing.append(task["id"])
+            records.append(score_prediction(task, completion, profile, model))
+    unknown = sorted(set(completions_by_id) - seen)
+    predicted = len(seen) - len(missing)
+    if completions_by_id and not predicted:
+        raise UserError(f"none of the {len(completions_by_id)} predictions matches a task id of the split "
+                        f"(first unknown: {unknown[0]!r}); is it the right --bench?")
+    counts = {"tasks": len(seen), "predicted": predicted, "missing": len(missing), "unknown": len(unknown),
+              "missing_ids": missing[:SHOW_IDS], "unknown_ids": unknown[:SHOW_IDS]}
+    return rows.to_table(records, "predictions"), counts
+
+
+def _rename(summary: dict, prefix: str) -> dict:
+    """official_metrics keys (acc@t, mean_iou) -> ours (<prefix>_acc@t, <prefix>_miou)."""
+    return {f"{prefix}_miou" if k == "mean_iou" else f"{prefix}_{k}": v for k, v in summary.items() if k != "n"}
+
+
+def _iou_metrics(df, column: str, prefix: str) -> dict[str, dict]:
+    """Per task type (plus "macro"/"overall") threshold metrics of one IoU column, by the official formula."""
+    import polars as pl
+
+    from schemas.official import official_metrics
+
+    kept = df.filter(pl.col(column).is_not_null())
+    ious = {t: g.get_column(column).to_list() for (t,), g in kept.group_by("task_type", maintain_order=True)}
+    return {task: _rename(summary, prefix) for task, summary in official_metrics(ious).items()}
+
+
+def _rate_metrics(df) -> dict[str, dict]:
+    """format_rate, image_acc and mc_acc per task type (polars), plus "overall" (pooled)."""
+    import polars as pl
+
+    from schemas.scoring import DEFAULT_REWARD_WEIGHTS as w
+
+    # The GRPO reward (default weights) each prediction would have earned; null for
+    # rows that cannot be verified (multiple choice), as in schemas.scoring.combined_score.
+    reward = pl.when(pl.col("iou").is_not_null()).then(
+        w["format"] * pl.col("format_ok").cast(pl.Float64)
+        + w["image"] * pl.col("image_correct").fill_null(False).cast(pl.Float64)
+        + w["iou"] * pl.col("iou").cast(pl.Float64))
+    exprs = [pl.len().alias("n"), pl.col("format_ok").cast(pl.Float64).mean().alias("format_rate"),
+             pl.col("image_correct").cast(pl.Float64).mean().alias("image_acc"),
+             pl.col("correct").cast(pl.Float64).mean().alias("mc_acc"), reward.mean().alias("mean_reward")]
+    by_task = {r.pop("task_type"): r for r in df.group_by("task_type", maintain_order=True).agg(exprs).to_dicts()}
+    by_task["overall"] = df.select(exprs).to_dicts()[0]
+    return by_task
+
+
+def compute_metrics(pred) -> dict:
+    """{"by_task", "macro", "overall"} from a PREDICTIONS table (see the module docstring)."""
+    import polars as pl
+
+    cols = ["task_type", "format_ok", "image_correct", "iou", "official_iou", "correct"]
+    df = pl.from_arrow(pred.select(cols)).with_columns(pl.col("task_type").fill_null("unknown"))
+    merged: dict[str, dict] = {}
+    for part in (_rate_metrics(df), _iou_metrics(df, "official_iou", "official"), _iou_metrics(df, "iou", "strict")):
+        for task, values in part.items():
+            merged.setdefault(task, {}).update({k: v for k, v in values.items() if v is not None})
+    overall = merged.pop("overall", {})
+    macro = merged.pop("macro", {})
+    for key in ("format_rate", "image_acc", "mc_acc", "mean_reward"):  # official_metrics gave the IoU ones
+        values = [m[key] for m in merged.values() if m.get(key) is not None]
+        if values:
+            macro[key] = sum(values) / len(values)
+    def ordered(m: dict) -> dict:
+        return {k: m[k] for k in ("n", *METRIC_ORDER) if k in m}
+
+    return {"by_task": {t: ordered(m) for t, m in sorted(merged.items())}, "macro": ordered(macro),
+            "overall": ordered(overall)}
+
+
+def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, model_name: str,
+             name: str | None = None, source: dict | None = None, limit: int | None = None,
+             usage: dict | None = None) -> dict:
+    """Score completions on a split, write the predictions version, return the metrics dict.
+
+    `source` says where the completions came from (file hash, endpoint,
+    weights hash, sampling); it is hashed into the version id, while `usage`
+    (requests, tokens: they differ between a run and its cached rerun) is not.
+    `limit` scores only the split's first N tasks (as `generate_for_bench(limit=N)`)."""
+    from schemas.scoring import SCORING_VERSION
+
+    version = store.resolve(bench_version)
+    table = version.table() if limit is None else version.table().slice(0, limit)
+    pred, counts = predictions_table(table, completions_by_id, profile, model_name)
+    if counts["missing"] or counts["unknown"]:
+        print(f"eval: {counts['missing']} task(s) without a prediction (scored as empty answers), "
+              f"{counts['unknown']} prediction(s) for unknown ids (ignored)", file=sys.stderr)
+    metrics = {"model": model_name, "bench": version.ref, "profile": profile.name, "counts": counts,
+               **compute_metrics(pred)}
+    config = {"model": model_name, "profile": profile.name, "profile_version": getattr(profile, "version", None),
+              "scoring_version": SCORING_VERSION, "source": source or {}, "limit": limit}
+    name = name or f"{version.name}-pred-{model_slug(model_name)}"
+    with store.writer(name, "predictions", inputs=[version], config=config) as w:
+        w.write(pred, None, {"metrics": {k: metrics[k] for k in ("counts", "macro", "overall")}, "usage": usage or {}})
+    metrics["predictions"] = w.version.ref
+    return metrics
+
+
+def generate_for_bench(store, bench_version, backend, sampling: dict, seed: int = 0, batch_size: int = 8,
+                       limit: int | None = None, progress=None) -> dict[str, str]:
+    """{task id: completion}: one sample per task of the split from a builders.generation backend.
+
+    Greedy unless `sampling` says otherwise; tasks go in batches of `batch_size`,
+    so memory stays bounded and the backend's cache makes a rerun free."""
+    sampling = {"temperature": 0.0, **sampling}
+    table = store.resolve(bench_version).table()
+    if limit is not None:
+        table = table.slice(0, limit)
+    out: dict[str, str] = {}
+    done = 0
+    for batch in table.to_batches(max_chunksize=batch_size):
+        tasks = batch.to_pylist()
+        for task, samples in zip(tasks, backend.generate(tasks, 1, sampling, seed)):
+            if samples:  # a request that failed for good: reported as a missing prediction
+                out[task["id"]] = samples[0]
+        done += batch.num_rows
+        if progress:
+            progress(done, table.num_rows)
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---- reports ---------------------------------------------------------------
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    return str(value) if key == "n" else f"{100 * value:.1f}"
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """The metrics as one Markdown table: task types, then macro and overall rows (values in %)."""
+    rows = {**metrics["by_task"], "macro": metrics["macro"], "overall": metrics["overall"]}
+    keys = ["n"] + [k for k in METRIC_ORDER if any(k in m for m in rows.values())]
+    lines = [f"# {metrics['model']} on {metrics['bench']}", "",
+             f"Profile `{metrics['profile']}`; predictions `{metrics.get('predictions')}`; values in %. "
+             "official: MIG-Bench's lenient parser, image ignored; strict: our parser, right image required.", "",
+             "| task | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for task, m in rows.items():
+        lines.append(f"| {task} | " + " | ".join(_cell(k, m.get(k)) for k in keys) + " |")
+    c = metrics["counts"]
+    lines += ["", f"{c['predicted']} of {c['tasks']} tasks predicted; {c['missing']} missing (scored as empty), "
+                  f"{c['unknown']} unknown id(s) ignored."]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(path: Path, metric: str, tasks: list[str], values: list[float], title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.7 * len(tasks) + 1.5), 3.2), dpi=100)
+    FigureCanvasAgg(fig)  # Agg only: no display, no pyplot global state
+    ax = fig.add_subplot()
+    ax.bar(range(len(tasks)), [100 * v for v in values], color="#4c72b0")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"{metric} (%)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.3)
+    fig.savefig(path, format="png", metadata={"Software": None})
+
+
+def write_report(metrics: dict, out_dir: str | Path) -> list[Path]:
+    """metrics.json, metrics.md and one bar chart per metric across task types (+ macro)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "metrics.json", out / "metrics.md"]
+    written[0].write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    written[1].write_text(metrics_markdown(metrics))
+    rows = {**metrics["by_task"], "macro": metrics["macro"]}
+    for metric in METRIC_ORDER:
+        tasks = [t for t, m in rows.items() if m.get(metric) is not None]
+        if tasks:
+            path = out / f"{metric.replace('@', '_at_')}.png"
+            _chart(path, metric, tasks, [rows[t][metric] for t in tasks], f"{metrics['model']}: {metric}")
+            written.append(path)
+    return written
+
+
+def load_report(folder: str | Path) -> dict:
+    path = Path(folder) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except OSError:
+        raise UserError(f"{folder}: no metrics.json (write one with `polyground eval ... --output {folder}`)") from None
+    except ValueError:
+        raise UserError(f"{path}: not valid JSON") from None
+    if not isinstance(metrics, dict) or "by_task" not in metrics:
+        raise UserError(f"{path}: not a polyground metrics file")
+    return metrics
+
+
+def compare_table(reports: list[tuple[str, dict]], metric_names=None) -> str:
+    """Markdown: per metric, one table with task types as rows and models (labels) as columns."""
+    labels = [label for label, _ in reports]
+    blocks = []
+    for metric in metric_names or HEADLINE:
+        tasks = sorted({t for _, m in reports for t, v in m["by_task"].items() if metric in v})
+        if not tasks:
+            continue
+        lines = [f"## {metric} (%)", "", "| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        for task in tasks + ["macro"]:
+            cells = [_cell(metric, (m["macro"] if task == "macro" else m["by_task"].get(task, {})).get(metric))
+                     for _, m in reports]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    if not blocks:
+        raise UserError(f"none of the reports has the metric(s) {', '.join(metric_names or HEADLINE)}")
+    benches = sorted({m.get("bench", "?") for _, m in reports})
+    head = f"# {len(reports)} models on {', '.join(benches)}"
+    return "\n\n".join([head] + blocks) + "\n"

@@ -1,0 +1,300 @@
+"""Load image-text-to-text models with their processors; build the tiny local Qwen2.5-VL.
+
+`load_model_and_processor(name_or_path)` is the one loader every part of
+polyground uses (training, merge, generation, eval). It takes a local folder,
+a Hub id (offline in tests) or a LoRA adapter folder (merged on load).
+
+Qwen2.5-VL without torchvision (../shared/docs/stack.md): the stock processor
+insists on a video processor whose class needs torchvision, and
+`AutoProcessor` then silently returns only the tokenizer. Where torchvision is
+absent we build `ImageOnlyQwen2_5_VLProcessor`, whose `__init__` takes no
+video processor, around the PIL image processor. It saves under the stock
+class name (plus a video processor config) so the folder still loads with the
+stock processor and vLLM on a GPU machine. `processor_kind(processor)` says
+which one was used; `run.json` records it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schemas.errors import UserError
+
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]
+# Small images stay cheap: 56x56 px -> a 4x4 patch grid (patch 14) -> 2x2 = 4 merged tokens.
+TINY_MIN_PIXELS, TINY_MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
+TINY_SIZES = {
+    # ~190K parameters (stack.md): tests and benches.
+    "test": dict(hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, mrope=[2, 3, 3], theta=10000.0,
+                 v_depth=2, v_hidden=32, v_heads=2, v_ffn=64),
+    # ~3.3M parameters (learnability.md): the demo, which must learn in minutes on CPU.
+    # M-RoPE gives time, height and width the high, middle and low rotary frequencies, and an
+    # image's tokens share one time index. With Qwen's [8, 12, 12] and theta 1e4, one cell step
+    # turns height by at most 0.1 rad and width by at most 0.003: the cell stayed at chance on
+    # seeds 0 and 2. With [2, 15, 15] and theta 100 (0.75 and 0.09 rad) both learned it by step
+    # 300 (docs/learning.md). Text positions are unaffected: a text token's three ids are equal.
+    "demo": dict(hidden=256, layers=4, heads=4, kv_heads=2, ffn=512, mrope=[2, 15, 15], theta=100.0,
+                 v_depth=2, v_hidden=128, v_heads=4, v_ffn=256),
+}
+QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+
+
+def torchvision_available() -> bool:
+    from transformers.utils import is_torchvision_available
+
+    return is_torchvision_available()
+
+
+def _image_only_processor_class(model_type: str):
+    """A processor subclass without the video processor, for the given Qwen family."""
+    if model_type == "qwen2_vl":
+        from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor as Base
+    else:
+        from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor as Base
+
+    class ImageOnlyProcessor(Base):
+        # ProcessorMixin reads its parts from this signature: no video_processor here.
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        def save_pretrained(self, save_directory, **kwargs):
+            out = super().save_pretrained(save_directory, **kwargs)
+            _restore_stock_names(Path(save_directory), Base.__name__, self.image_processor)
+            return out
+
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = f"ImageOnly{Base.__name__}"
+    return ImageOnlyProcessor
+
+
+def _restore_stock_names(folder: Path, stock: str, image_processor) -> None:
+    """Name the stock processor in the saved files and add a video processor config:
+    a machine with torchvision (and vLLM) then loads the folder with the stock class."""
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["processor_class"] = stock
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    video = {k: v for k, v in image_processor.to_dict().items() if k != "image_processor_type"}
+    video["video_processor_type"] = "Qwen2VLVideoProcessor"
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n")
+
+
+def processor_kind(processor) -> str:
+    """The processor class actually used (recorded in run.json)."""
+    return type(processor).__name__
+
+
+def _check_local_folder(path: Path) -> None:
+    if not path.is_dir():
+        return
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise UserError(f"{path}: not a model folder (no config.json or adapter_config.json)")
+    has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
+    has_images = any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+    if not (has_tokenizer and has_images):
+        missing = "tokenizer" if not has_tokenizer else "image processor"
+        raise UserError(f"{path}: model folder without a processor (no {missing} files); "
+                        "save one there with processor.save_pretrained(DIR)")
+
+
+def load_processor(name_or_path: str, model_type: str | None = None):
+    """The model's processor: stock where it works, the image-only Qwen one where torchvision is absent."""
+    from transformers import AutoConfig, AutoProcessor, ProcessorMixin
+
+    if model_type is None:
+        model_type = AutoConfig.from_pretrained(name_or_path).model_type
+    if model_type in QWEN_FAMILIES and not torchvision_available():
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers import AutoTokenizer
+
+        cls = _image_only_processor_class(model_type)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(name_or_path)
+        return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+    processor = AutoProcessor.from_pretrained(name_or_path)
+    if not isinstance(processor, ProcessorMixin):
+        raise UserError(f"{name_or_path}: AutoProcessor found only a tokenizer; an image-text model needs "
+                        "a processor with an image processor")
+    return processor
+
+
+def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Bound the resized image area (Qwen-VL processors): fewer pixels, fewer visual tokens.
+
+    Saved with the processor, so generation and eval resize exactly as training did."""
+    if min_pixels is None and max_pixels is None:
+        return
+    image_processor = getattr(processor, "image_processor", None)
+    size = dict(getattr(image_processor, "size", None) or {})
+    if "longest_edge" not in size:
+        raise UserError(f"{type(processor).__name__}: image_min_pixels/image_max_pixels apply to Qwen-VL "
+                        "processors only")
+    size["shortest_edge"] = min_pixels or size["shortest_edge"]
+    size["longest_edge"] = max_pixels or size["longest_edge"]
+    if not 0 < size["shortest_edge"] <= size["longest_edge"]:
+        raise UserError("need 0 < image_min_pixels <= image_max_pixels, "
+                        f"got {size['shortest_edge']}, {size['longest_edge']}")
+    image_processor.size = size
+
+
+def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None, merge_adapter: bool = True,
+                             min_pixels: int | None = None, max_pixels: int | None = None, **model_kwargs):
+    """(model, processor) from a model folder, a Hub id or a LoRA adapter folder.
+
+    An adapter folder (adapter_config.json, as `train sft` writes) loads its base
+    model, applies the adapter and, by default, merges it for fast generation.
+    `min_pixels`/`max_pixels` override the processor's resize bounds; `model_kwargs`
+    (attn_implementation, revision, quantization_config, ...) go to `from_pretrained`.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    path = Path(name_or_path)
+    _check_local_folder(path)
+    if (path / "adapter_config.json").is_file():
+        model, processor = _load_adapter(path, dtype, merge_adapter, model_kwargs)
+        set_pixel_bounds(processor, min_pixels, max_pixels)
+        return model, processor
+    if path.is_dir():  # absolute, so adapters trained from it name their base unambiguously
+        name_or_path = str(path.resolve())
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=dtype or "float32",
+                                                            **model_kwargs)
+    except OSError as e:
+        raise UserError(f"cannot load model {name_or_path}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # an architecture that is not image-text-to-text
+        raise UserError(f"{name_or_path}: not an image-text-to-text model ({str(e).splitlines()[0]})") from None
+    processor = load_processor(str(name_or_path), model.config.model_type)
+    set_pixel_bounds(processor, min_pixels, max_pixels)
+    return model, processor
+
+
+def _load_adapter(path: Path, dtype: str | None, merge: bool, model_kwargs: dict):
+    from peft import PeftModel
+
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{path}: adapter_config.json names no base model")
+    model, _ = load_model_and_processor(base, dtype=dtype, **model_kwargs)
+    model = PeftModel.from_pretrained(model, str(path))
+    if merge:
+        model = model.merge_and_unload()
+    processor = load_processor(str(path), model.config.model_type)
+    return model, processor
+
+
+def vision_tower(model):
+    """The vision encoder module (Qwen: `visual`), wherever the wrapper keeps it."""
+    for holder in (model, getattr(model, "model", None)):
+        for name in ("visual", "vision_tower", "vision_model"):
+            module = getattr(holder, name, None) if holder is not None else None
+            if module is not None:
+                return module
+    return None
+
+
+def freeze_vision_tower(model) -> int:
+    """Stop gradients into the vision encoder (and its merger); returns the frozen parameter count."""
+    tower = vision_tower(model)
+    if tower is None:
+        return 0
+    frozen = 0
+    for p in tower.parameters():
+        p.requires_grad_(False)
+        frozen += p.numel()
+    return frozen
+
+
+def tiny_corpus(extra: list[str] | None = None) -> list[str]:
+    """Text the tiny tokenizer is trained on: digits, the answer formats, the synthetic questions."""
+    numbers = " ".join(str(n) for n in range(0, 1001, 50)) + " 0123456789 " + " ".join(str(n) for n in range(100))
+    answers = [
+        "<think>The red object is in the second image, top left.</think><answer>image 2: (0,0),(500,500)</answer>",
+        "<answer>image 1: (500,500),(1000,1000)</answer>",
+        "<answer>It's in the first image. <|box_start|>(0,500),(500,1000)<|box_end|></answer>",
+        '<answer>{"image": 2, "bbox_2d": [0, 28, 28, 56], "label": "red object"}</answer>',
+        '<answer>{"image": 1, "bbox_2d": [0, 500, 500, 1000]}</answer>',
+        "Answer as <think>...</think><answer>image K: (x1,y1),(x2,y2)</answer> with 0-1000 coordinates.",
+    ]
+    colours, shapes = ["red", "green", "blue", "yellow"], ["object", "circle", "square", "triangle"]
+    questions = [f"Locate the {c} {s}." for c in colours for s in shapes]
+    questions += ["Which image shows it? Find it in the image.", "first second third fourth fifth image"]
+    # The demo family's annotation-built reasoning, read from its template, so that its words are
+    # single tokens: a shorter completion and one token per decision.
+    from builders.annotations import TEMPLATE_ID, parse_sections
+    from builders.cot import load_template
+
+    red = parse_sections(load_template(TEMPLATE_ID).text)["locate_red"]
+    places = ["top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "centre"]
+    questions += [red.format(pos=p, kth=k, k=n) for p in places for n, k in ((1, "first"), (2, "second"))]
+    chat = ["system user assistant", "You are a helpful assistant.", "Picture 1: Picture 2:"]
+    return [numbers, *answers, *questions, *chat, *(extra or [])]
+
+
+def _train_tokenizer(corpus: list[str], vocab_size: int, chat_template: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=QWEN_SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    # Repetition weights the merges toward the task's own strings.
+    tok.train_from_iterator(corpus * 8, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   extra_special_tokens=QWEN_SPECIAL_TOKENS[1:], chat_template=chat_template)
+
+
+def _tiny_config(tokenizer, size: str):
+    from transformers import Qwen2_5_VLConfig
+
+    s = TINY_SIZES[size]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    text = dict(vocab_size=len(tokenizer), hidden_size=s["hidden"], intermediate_size=s["ffn"],
+                num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                max_position_embeddings=4096, bos_token_id=None, eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"],
+                # M-RoPE sections (time, height, width) must sum to head_dim / 2.
+                rope_parameters={"rope_type": "default", "rope_theta": s["theta"], "mrope_section": s["mrope"]})
+    vision = dict(depth=s["v_depth"], hidden_size=s["v_hidden"], intermediate_size=s["v_ffn"],
+                  num_heads=s["v_heads"], out_hidden_size=s["hidden"], patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, window_size=56, fullatt_block_indexes=[s["v_depth"] - 1])
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                            vision_end_token_id=ids["<|vision_end|>"])
+
+
+def build_tiny_model(out_dir: str | Path, size: str = "test", corpus: list[str] | None = None, seed: int = 0) -> Path:
+    """Save a random tiny Qwen2.5-VL with a locally trained tokenizer into `out_dir`.
+
+    Nothing is downloaded: the tokenizer is a byte-level BPE trained on
+    `tiny_corpus(corpus)`, with Qwen's special tokens and chat template (so
+    TRL recognises the template). The same size, corpus and seed give the same
+    weights and vocabulary.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from trl.chat_template_utils import qwen2_5_vl_chat_template
+
+    if size not in TINY_SIZES:
+        raise UserError(f"tiny model size {size!r}: choose one of {', '.join(TINY_SIZES)}")
+    out = Path(out_dir)
+    tokenizer = _train_tokenizer(tiny_corpus(corpus), vocab_size=512, chat_template=qwen2_5_vl_chat_template)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    processor = _image_only_processor_class("qwen2_5_vl")(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=qwen2_5_vl_chat_template)
+    config = _tiny_config(tokenizer, size)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(eos_token_id=config.text_config.eos_token_id,
+                                               pad_token_id=config.text_config.pad_token_id)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
