@@ -52,14 +52,15 @@ def cmd_ls(args) -> int:
     tags = {}
     for v in versions:
         tags.setdefault(v.name, store.tags(v.name))
-    print(f"{'version':<36} {'kind':<12} {'rows':>8}  {'created':<20} tags")
+    w = max(36, *(len(v.ref) for v in versions))  # long names keep the columns aligned
+    print(f"{'version':<{w}} {'kind':<12} {'rows':>8}  {'created':<20} tags")
     for v in versions:
         try:
             kind, rows = v.kind, v.manifest["counts"]["rows"]
         except UserError:
             kind, rows = "damaged", "?"
         names = ",".join(t for t, i in tags[v.name].items() if i == v.id)
-        print(f"{v.ref:<36} {kind:<12} {rows:>8}  {v.created[:19]:<20} {names}")
+        print(f"{v.ref:<{w}} {kind:<12} {rows:>8}  {v.created[:19]:<20} {names}")
     return 0
 
 
