@@ -14,14 +14,16 @@ for each file measures:
 
 Run: `.venv/bin/python bench/ingest_bench.py [--base 1000] [--scales 1,10,100]`.
 
-Measured here (2 shared cores, Python 3.11, --ingest):
-    scale   MB    rows  rows/s  stream peak MB  json.load peak MB  ingest rows/s
-       1x  0.6    1167    6634            0.34                2.3           1842
-      10x  5.7   11667    7019            1.04               22.8           3469
-     100x 57.6  116667    6412            1.04              228.2           3082
+Measured here in one run (2 cores shared with a test run, Python 3.11, --ingest):
+    scale   MB    rows  rows/s  stream peak MB  json.load peak MB  ingest rows/s  ingest peak B/row
+       1x  0.6    1167   20386            0.34                2.3           5502               1991
+      10x  5.7   11667   20878            1.04               22.8          11849               1461
+     100x 57.6  116667   20180            1.05              228.2          10092               1400
 The step from 0.34 to 1.04 MB is a one-off (pathlib's interned-name table
 growing); from 10x to 100x the reader's peak does not move, while json.load
-grows with the file.
+grows with the file. Ingest's own peak is about 1.4 KB of Python heap per
+kept row (the rows it returns), so all 630k rows would need roughly 0.9 GB
+(an extrapolation, not a run).
 """
 from __future__ import annotations
 
@@ -69,15 +71,19 @@ def measure(fn) -> tuple[object, float, int]:
     return result, seconds, peak
 
 
-def ingest_rate(path: Path) -> float:
-    """Rows/s of the full ingest (reader + image checks + store) into a temp store."""
+def ingest_figures(path: Path) -> tuple[float, float]:
+    """(rows/s, peak traced bytes per kept row) of the full ingest (reader + image checks +
+    store) into a temp store: ingest holds its output rows, so its peak grows with them."""
     from builders.ingest import ingest
     from builders.store import Store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        records, _ = ingest(read_mgrounding(path), Store(Path(tmp)), progress=False, root=path.parent)
-        return len(records) / (time.perf_counter() - t0)
+    def run() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            records, _ = ingest(read_mgrounding(path), Store(Path(tmp)), progress=False, root=path.parent)
+            return len(records)
+
+    rows, seconds, peak = measure(run)
+    return rows / seconds, peak / rows
 
 
 def main(argv=None) -> None:
@@ -106,9 +112,10 @@ def main(argv=None) -> None:
             for s, path in paths.items():
                 lines[s] += f" {measure(lambda: len(json.loads(path.read_text())))[2] / 1e6:18.1f}"
         if args.ingest:
-            header += f" {'ingest rows/s':>14}"
+            header += f" {'ingest rows/s':>14} {'ingest peak B/row':>18}"
             for s, path in paths.items():
-                lines[s] += f" {ingest_rate(path):14.0f}"
+                rate, per_row = ingest_figures(path)
+                lines[s] += f" {rate:14.0f} {per_row:18.0f}"
         print(header)
         print("\n".join(lines[s] for s in scales))
 
