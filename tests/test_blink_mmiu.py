@@ -142,6 +142,19 @@ def test_mmiu_fixture():
     assert ids == ["mmiu-mmiu-0", "mmiu-mmiu-2"]
 
 
+def test_mmiu_prompt_order_follows_the_official_script(tmp_path):
+    """Retrieval, tracking and ordering tasks put the question first; the others the context."""
+    write_png(tmp_path / "a.png")
+    write_png(tmp_path / "b.png")
+    recs = [{"task": task, "context": "CONTEXT", "question": "QUESTION", "options": "A: x\nB: y",
+             "output": "A", "input_image_path": ["a.png", "b.png"]}
+            for task in ("temporal_ordering", "forensic_detection_blink", "spot_the_diff")]
+    (tmp_path / "all.json").write_text(json.dumps(recs))
+    items, rejects = split(read_mmiu(tmp_path / "all.json"))
+    assert rejects == []
+    assert [it.question for it in items] == ["QUESTION\nCONTEXT", "CONTEXT\nQUESTION", "QUESTION\nCONTEXT"]
+
+
 def test_mmiu_jsonl_with_other_field_names(tmp_path):
     write_png(tmp_path / "a.png")
     write_png(tmp_path / "b.png")

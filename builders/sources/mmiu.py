@@ -1,7 +1,7 @@
 """MMIU reader: multiple-choice multi-image questions from JSON, JSON Lines or parquet.
 
-MMIU's field names were not verified against the release (formats.md), so
-this reader is tolerant. The dataset card (FanqingM/MMIU-Benchmark) names
+No MMIU file was read here (no network; formats.md), so this reader is
+tolerant. The dataset card (FanqingM/MMIU-Benchmark) names
 `task`, `visual_input_component`, `source`, `options`, `question`,
 `context`, `input_image_path` (question and option images) and `output`
 (the answer). Each field is looked up under the first present of several
@@ -13,8 +13,12 @@ image field is a UserError naming what is missing and what was found.
 - answer: "A", "(A)", "A: cat" or the exact option text -> the letter.
 - images: a list (or one) of paths relative to the file's folder, or Hub
   image structs {bytes, path}.
-- the question keeps `context` (MMIU's task description) in front of it,
-  since the question alone often does not say what to compare.
+- the question keeps `context` (MMIU's task description), since the question
+  alone often does not say what to compare, in the order of MMIU's own
+  evaluation script (MMIUBenchmark/MMIU, VLMEvalKit/test_interlvl1.5.py, which
+  also confirms `all.json`, `task`, `context`, `question` and the list
+  `input_image_path`): the question first for the tasks in QUESTION_FIRST, the
+  context first for the others.
 
 `--path` is one file or a folder (every .json/.jsonl/.parquet under it);
 `subsets` picks task names. Ids are `mmiu-<id field>` or
@@ -41,6 +45,15 @@ FIELDS = {
     "id": ("id", "idx", "index", "question_id"),
 }
 REQUIRED = ("question", "options", "answer", "images")
+# The tasks whose official prompt puts the question before the context (see the docstring).
+QUESTION_FIRST = frozenset({
+    "person_reid", "multiple_image_captioning", "spot_the_similarity", "face_retrieval",
+    "sketch2image_retrieval", "handwritten_retrieval", "spot_the_diff", "image2image_retrieval",
+    "vehicle_retrieval", "text2image_retrieval", "general_action_recognition", "video_captioning",
+    "next_img_prediction", "temporal_ordering", "meme_vedio_understanding", "action_quality_assessment",
+    "temporal_localization", "mevis", "ravens_progressive_matrices", "threed_indoor_recognition",
+    "point_tracking", "threed_cad_recognition", "single_object_tracking",
+})
 OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.:)]\s*(.*)$")
 SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -136,10 +149,11 @@ def parse_record(rec: dict, roles: dict, task: str, fallback: str, folder: Path)
                       f"answer {rec.get(roles['answer'])!r} with {len(choices)} options", record)
     question = str(rec.get(roles["question"]) or "").strip()
     context = str(rec.get("context") or "").strip()
+    parts = [question, context] if task in QUESTION_FIRST else [context, question]
     meta = {"answer_raw": rec.get(roles["answer"]), "options_raw": rec.get(roles["options"]),
             **{k: rec[k] for k in ("context", "visual_input_component", "source") if rec.get(k)}}
     return SourceItem(
         id=rid, source=SOURCE, task_type=task, images=refs,
-        question=f"{context}\n{question}" if context else question,
+        question="\n".join(p for p in parts if p),
         choices=choices, answer=letter, meta=meta,
     )
