@@ -176,6 +176,10 @@ class EndpointClient:
                  image_loader=None):
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise UserError("concurrency must be >= 1, max_retries >= 0 and timeout > 0")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UserError(f"endpoint URL {redact_url(base_url)!r} is not an http(s) URL "
+                            "(for example http://127.0.0.1:8000/v1)")
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.timeout, self.max_retries, self.concurrency = timeout, max_retries, concurrency
         self.cache, self.breaker_after, self.supports_n = cache, breaker_after, supports_n

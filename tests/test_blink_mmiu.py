@@ -206,3 +206,11 @@ def test_mmiu_unknown_layout_names_the_missing_fields(tmp_path):
     (tmp_path / "m.json").write_text("[{\"question\": ")
     with pytest.raises(UserError, match="not valid JSON"):
         list(read_mmiu(tmp_path))
+
+
+@pytest.mark.parametrize("reader", [read_blink, read_mmiu])
+def test_a_damaged_parquet_file_is_a_one_line_user_error(tmp_path, reader):
+    (tmp_path / "val-0.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(UserError, match=r"val-0\.parquet is not a readable parquet file \(") as e:
+        list(reader(tmp_path / "val-0.parquet"))
+    assert "\n" not in str(e.value)

@@ -187,3 +187,11 @@ def test_key_never_reaches_cache_or_describe(tmp_path, monkeypatch):
 def test_redact_url():
     assert redact_url("https://user:pw@host:8000/v1") == "https://host:8000/v1"
     assert redact_url("http://127.0.0.1/v1?key=x") == "http://127.0.0.1/v1"
+
+
+@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:8000/v1", "ftp://host/v1", "http:///v1"])
+def test_a_url_that_is_not_http_is_refused_before_any_request(url):
+    from schemas.errors import UserError
+
+    with pytest.raises(UserError, match="is not an http\\(s\\) URL"):
+        EndpointClient(url, "m")

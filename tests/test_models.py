@@ -109,6 +109,14 @@ def test_folder_that_is_not_a_model(tmp_path):
         load_model_and_processor(tmp_path)
 
 
+def test_a_missing_folder_or_a_file_is_named_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(UserError, match="missing: no such model folder"):
+        load_model_and_processor(str(tmp_path / "missing"))
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(UserError, match="weights.bin: a file, not a model folder"):
+        load_model_and_processor(str(tmp_path / "weights.bin"))
+
+
 def test_model_tiny_command(tmp_path, capsys):
     from polyground.cli import main
 

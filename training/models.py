@@ -89,8 +89,14 @@ def processor_kind(processor) -> str:
     return type(processor).__name__
 
 
-def _check_local_folder(path: Path) -> None:
+def _check_local_folder(name_or_path: str) -> None:
+    path = Path(name_or_path)
     if not path.is_dir():
+        # "org/name" may be a Hub id, but "/x", "./x", "../x" and "~/x" can only be folders
+        if path.exists():
+            raise UserError(f"{name_or_path}: a file, not a model folder")
+        if str(name_or_path).startswith(("/", "./", "../", "~")):
+            raise UserError(f"{name_or_path}: no such model folder")
         return
     if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         raise UserError(f"{path}: not a model folder (no config.json or adapter_config.json)")
@@ -153,8 +159,8 @@ def load_model_and_processor(name_or_path: str | Path, dtype: str | None = None,
     """
     from transformers import AutoModelForImageTextToText
 
+    _check_local_folder(name_or_path)
     path = Path(name_or_path)
-    _check_local_folder(path)
     if (path / "adapter_config.json").is_file():
         model, processor = _load_adapter(path, dtype, merge_adapter, model_kwargs)
         set_pixel_bounds(processor, min_pixels, max_pixels)

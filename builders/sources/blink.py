@@ -10,11 +10,12 @@ The column layout is read from each file's parquet schema; a file without
 the columns this reader needs is a UserError naming them, never a guess.
 Rows are read in record batches, so memory stays bounded by a batch.
 
-Also home of the multiple-choice helpers shared with the MMIU reader:
-`answer_letter` and `strip_letter`.
+Also home of the helpers shared with the MMIU reader: `answer_letter`,
+`strip_letter` and `readable_parquet`.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,12 +66,25 @@ def parquet_files(path: Path, split: str | None) -> list[tuple[str | None, Path]
     return [(p.parent.name if p.parent != path else None, p) for p in files]
 
 
+@contextlib.contextmanager
+def readable_parquet(file: Path, source: str):
+    """A damaged or non-parquet file becomes a one-line UserError naming it, not an Arrow traceback."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{source}: {file} is not a readable parquet file "
+                        f"({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+
+
 def image_columns(file: Path) -> list[str]:
     """The image_N columns in order, after checking the layout is BLINK's."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(file)
+    with readable_parquet(file, SOURCE):
+        schema = pq.read_schema(file)
     missing = [c for c in REQUIRED if c not in schema.names]
     if missing:
         raise UserError(f"blink: {file} is not in BLINK's layout: missing columns "
@@ -100,14 +114,14 @@ def read_blink(path: Path | str, subsets=None, split: str | None = "val",
         if wanted and folder and folder not in wanted:
             continue
         cols = image_columns(file)
-        pf = pq.ParquetFile(file)
         row = 0
-        for batch in pf.iter_batches(batch_size=BATCH):
-            for rec in batch.to_pylist():
-                subtask = rec.get("sub_task") or folder or "blink"
-                if not wanted or subtask in wanted or folder in wanted:
-                    yield parse_row(rec, cols, subtask, f"{file.stem}-{row}", file.parent)
-                row += 1
+        with readable_parquet(file, SOURCE):  # a file can also break after its schema, mid-read
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH):
+                for rec in batch.to_pylist():
+                    subtask = rec.get("sub_task") or folder or "blink"
+                    if not wanted or subtask in wanted or folder in wanted:
+                        yield parse_row(rec, cols, subtask, f"{file.stem}-{row}", file.parent)
+                    row += 1
 
 
 def _subset_names(subsets) -> set[str]:

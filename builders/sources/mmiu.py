@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builders.sources.base import Reject, SourceItem
-from builders.sources.blink import BATCH, _subset_names, answer_letter, image_ref, strip_letter
+from builders.sources.blink import BATCH, _subset_names, answer_letter, image_ref, readable_parquet, strip_letter
 from builders.sources.mgrounding import iter_json_values
 from schemas.errors import UserError
 
@@ -73,8 +73,9 @@ def records(file: Path) -> Iterator[dict]:
     if file.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH):
-            yield from batch.to_pylist()
+        with readable_parquet(file, SOURCE):
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH):
+                yield from batch.to_pylist()
         return
     try:
         yield from iter_json_values(file)
@@ -100,7 +101,10 @@ def read_mmiu(path: Path | str, subsets=None, **_ignored) -> Iterator[SourceItem
     wanted = _subset_names(subsets)
     # Absolute paths: ingest reads a relative path as relative to the source root.
     for file in files_under(Path(path).absolute()):
-        names = pq.read_schema(file).names if file.suffix == ".parquet" else None
+        names = None
+        if file.suffix == ".parquet":
+            with readable_parquet(file, SOURCE):
+                names = pq.read_schema(file).names
         roles = layout(names) if names is not None else None
         for row, rec in enumerate(records(file)):
             if not isinstance(rec, dict):
