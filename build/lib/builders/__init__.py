@@ -1,1 +1,0 @@
-"""Builders: sources, the versioned store, generation clients and dataset builders."""

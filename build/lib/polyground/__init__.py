@@ -1,3 +1,0 @@
-"""polyground: versioned multi-image grounding datasets and thin training over them."""
-
-__version__ = "0.1.0"

@@ -1,1 +1,0 @@
-"""Thin training modules over TRL and PEFT, reading frozen store versions."""
