@@ -37,6 +37,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="endpoint: seconds per request (default 120)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
     p.add_argument("--name", required=True, help="name of the new rl-pool dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_config_option(p)
     p.set_defaults(func=run)
 
@@ -53,7 +54,8 @@ def run(args) -> int:
     backend = make_backend(store, args.policy, args.policy_model, profile, concurrency=args.concurrency,
                            batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env,
                            timeout=args.timeout)
-    result = build_rl_pool(store, version, backend, config, args.name, emit_sft=args.emit_sft)
+    result = build_rl_pool(store, version, backend, config, args.name, emit_sft=args.emit_sft,
+                           progress=not args.quiet)
     s = result.summary
     rates = ", ".join(f"{p}: {n}" for p, n in sorted(s["pass_rates"].items()))
     print(f"{result.version.ref}: kept {s['kept']} of {s['tasks']} tasks in band {config.band} "

@@ -183,6 +183,11 @@ def test_cli_endpoint(store, server, tmp_path):
     lines = out.strip().splitlines()
     assert lines[-1].startswith("pool@") and lines[0].startswith("rs@")
     assert store.resolve(lines[-1]).table().num_rows == 4 and store.resolve(lines[0]).table().num_rows == 5
+    assert "rl-pool: 7/7 tasks" in err  # the progress line
+    code, out, err = run_cli(store, "build", "rl-pool", "--tasks", "tasks", "--policy", server.url, "--policy-model",
+                             "fake", "--profile", "norm1000", "--name", "pool", "--config", str(cfg), "--quiet")
+    assert code == 0, err
+    assert "rl-pool: 7/7" not in err and out.strip().splitlines()[-1].startswith("pool@")
     code, out, err = run_cli(store, "build", "rl-pool", "--tasks", "tasks", "--policy", server.url,
                              "--profile", "norm1000", "--name", "pool")
     assert code == 2 and "--policy-model" in err
