@@ -59,14 +59,14 @@ def transport_floor(url: str, payload: bytes, n: int, concurrency: int) -> dict[
     """Client CPU ms per request for one fixed body: the SDK's `post` path vs bare aiohttp."""
     import aiohttp
     import httpx2
-    import openai
+
+    from builders.client import EndpointClient
 
     headers = {"Content-Type": "application/json"}
 
     async def sdk():
-        api = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0,
-                                 http_client=openai.DefaultAioHttpClient(limits=httpx2.Limits(
-                                     max_connections=concurrency, max_keepalive_connections=concurrency)))
+        # the very SDK client the builder sends through, without the builder's own work around it
+        api = EndpointClient(url, "bench", concurrency=concurrency)._client()
         slots = asyncio.Semaphore(concurrency)
 
         async def one():
