@@ -70,7 +70,8 @@ def _keyed_part(part: dict) -> dict:
     if part.get("type") == "image_url":
         return {"type": "image_url", "image": _image_ref(part["image_url"]["url"])}
     if part.get("type") == "image_ref":  # the client's lazy form: same key as its data URL
-        return {"type": "image_url", "image": "sha256:" + part["sha256"]}
+        size = part.get("size")  # sent resized: another image, another key
+        return {"type": "image_url", "image": "sha256:" + part["sha256"] + (f"@{size[0]}x{size[1]}" if size else "")}
     return part
 
 

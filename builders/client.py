@@ -26,6 +26,9 @@ lazily as `{"type": "image_ref", "sha256": h}` parts when the client has an
 `image_loader(sha256) -> bytes` (e.g. `lambda h: store.image_path(h).read_bytes()`):
 those are read and encoded only when a request is actually sent, so a rerun
 served from the cache reads no image. Both forms give the same cache key.
+An `image_ref` may carry `"size": [width, height]`: the image is then sent
+resized to exactly that size (builders.images.fit; on a worker thread, so
+decoding a large photo does not stall the event loop), and keyed with it.
 
 Behaviour:
 - Retries are ours (the SDK's max_retries is 0) so each is counted and a
@@ -268,6 +271,14 @@ class EndpointClient:
         self.stats["completion_tokens"] += completion
         return out
 
+    def _image(self, part: dict) -> dict:
+        data = self.image_loader(part["sha256"])
+        if part.get("size"):
+            from builders.images import fit
+
+            data = fit(data, *part["size"])
+        return image_part(data)
+
     def _expand(self, messages: list[dict]) -> list[dict]:
         """`image_ref` parts replaced by data-URL parts, read through `image_loader`."""
         out = []
@@ -276,15 +287,16 @@ class EndpointClient:
             if isinstance(content, list) and any(p.get("type") == "image_ref" for p in content):
                 if self.image_loader is None:
                     raise ValueError("image_ref parts need an EndpointClient(image_loader=...)")
-                content = [image_part(self.image_loader(p["sha256"])) if p.get("type") == "image_ref" else p
-                           for p in content]
+                content = [self._image(p) if p.get("type") == "image_ref" else p for p in content]
                 msg = {**msg, "content": content}
             out.append(msg)
         return out
 
     async def _call(self, messages, n, sampling, offset) -> tuple[list[dict], dict]:
         """One request with retries, backoff and the circuit breaker."""
-        messages = self._expand(messages)
+        sized = any(isinstance(m.get("content"), list) and any(p.get("size") for p in m["content"]) for m in messages)
+        # Resizing decodes the image: off the event loop, or 64 requests in flight wait on one photo.
+        messages = await asyncio.to_thread(self._expand, messages) if sized else self._expand(messages)
         last = None
         for attempt in range(self.max_retries + 1):
             if self._down:

@@ -109,6 +109,8 @@ class CotConfig:
     price_in: float | None = None
     price_out: float | None = None
     shard: str | None = None
+    image_min_pixels: int | None = None  # the pixel budget (default: a stock served Qwen2.5-VL's)
+    image_max_pixels: int | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -124,6 +126,15 @@ class CotConfig:
         if any(p is not None and p < 0 for p in (self.price_in, self.price_out)):
             raise UserError("--price-in and --price-out must be >= 0")
         parse_shard(self.shard)
+        self.budget  # a one-line error now, not after the first request
+
+    @property
+    def budget(self):
+        """The teacher is sent images resized into this budget, and a qwen2_5_vl answer
+        (teacher's or written) is in its frame (schemas.boxes.PixelBudget)."""
+        from builders.generation import pixel_budget
+
+        return pixel_budget(self.image_min_pixels, self.image_max_pixels)
 
     @property
     def sampling(self) -> dict:
@@ -139,15 +150,19 @@ def student_prompt(task: dict, profile) -> str:
     return task["question"] + profile.prompt_suffix(len(task["images"]))
 
 
-def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile) -> list[dict]:
-    """One user turn: the images in order (lazy `image_ref` parts), then the teacher prompt."""
+def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile,
+                     budget=None) -> list[dict]:
+    """One user turn: the images in order (lazy `image_ref` parts, sized by `budget`), then the
+    teacher prompt."""
+    from builders.generation import image_ref
+
     hint_text = ""
     if hint is not None:
         answer = teacher_profile.render_answer(task["target_image"], task["target_box"], image_sizes(task))
         hint_text = "\n\n" + hint.text.format(answer=answer)
     text = template.text.format(n_images=len(task["images"]), question=task["question"],
                                 answer_format=teacher_profile.answer_hint(), hint=hint_text)
-    content = [{"type": "image_ref", "sha256": i["sha256"]} for i in task["images"]]
+    content = [image_ref(i, budget) for i in task["images"]]
     return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
@@ -260,9 +275,10 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
     """(rows, rejects, extra manifest, config) of a teacher run over `tasks`."""
     from builders.cache import ResponseCache
     from builders.client import EndpointClient, Request, RequestFailed
-    from schemas.profiles import get_profile
+    from schemas.profiles import profile_with_budget
 
-    profile, teacher_profile = get_profile(cfg.profile), get_profile(cfg.teacher_profile)
+    budget = cfg.budget
+    profile, teacher_profile = profile_with_budget(cfg.profile, budget), profile_with_budget(cfg.teacher_profile, budget)
     template = load_template(TEACHER_TEMPLATE)
     hint = load_template(HINT_TEMPLATE) if cfg.hint == "answer" else None
     client = EndpointClient(cfg.teacher_url, cfg.teacher_model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
@@ -276,7 +292,8 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
             grounding.append(t)
         else:
             rejects.append(reject(t, "not_grounding", "no box target to verify"))
-    requests = (Request(teacher_messages(t, template, hint, teacher_profile), n=cfg.samples, sampling=cfg.sampling)
+    requests = (Request(teacher_messages(t, template, hint, teacher_profile, budget), n=cfg.samples,
+                        sampling=cfg.sampling)
                 for t in grounding)
     results = asyncio.run(client.generate_all(requests, Progress(len(grounding), client.stats, quiet)))
     template_id = template.id + (f"+{hint.id}" if hint else "")
@@ -293,7 +310,8 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
         rows += kept
         rejects += dropped
     templates = {"teacher": template.record(), **({"hint": hint.record()} if hint else {})}
-    extra = {"generator": {**client.describe(), "teacher_profile": teacher_profile.name, "sampling": sampling,
+    extra = {"generator": {**client.describe(), "teacher_profile": teacher_profile.name,
+                           "teacher_profile_version": teacher_profile.version, "sampling": sampling,
                            "templates": templates, "prices_per_million": {"in": cfg.price_in, "out": cfg.price_out}},
              "usage": usage(received, cfg),
              "run": {k: v for k, v in sorted(client.stats.items()) if k not in ("prompt_tokens", "completion_tokens")}}
@@ -305,10 +323,10 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
 def build_annotations(tasks: list[dict], cfg: CotConfig):
     """(rows, rejects, extra manifest, config) of annotation-built trajectories."""
     from builders.annotations import TEMPLATE_ID, parse_sections, reasoning_for
-    from schemas.profiles import get_profile
+    from schemas.profiles import profile_with_budget
     from schemas.scoring import score_completion
 
-    profile, template = get_profile(cfg.profile), load_template(TEMPLATE_ID)
+    profile, template = profile_with_budget(cfg.profile, cfg.budget), load_template(TEMPLATE_ID)
     sections = parse_sections(template.text)
     generator = {"generator_model": "annotations", "generator_kind": "annotations", "sampling": "{}",
                  "template_id": template.id}
@@ -350,11 +368,13 @@ def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamina
     hashes = {i["sha256"] for r in rows for i in r["images"]}
     extra["contamination"] = check_contamination(store, hashes, refuse=refuse_contamination)
     failed = sum(1 for r in rejects if r["reason"] == "request_failed")
+    pixels = cfg.budget.record()
     extra["cot"] = {"mode": cfg.mode, "tasks": len(tasks), "kept_rows": len(rows),
                     "tasks_kept": len({r["task_id"] for r in rows}), "tasks_failed": failed,
-                    "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION}
+                    "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION,
+                    "image_pixels": pixels}
     config = {"mode": cfg.mode, "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION,
-              **config}
+              "image_pixels": pixels, **config}
     with store.writer(name, "cot", inputs=[version], config=config) as w:
         w.write(contract.to_table(rows, "cot"), contract.to_table(rejects, "rejects"), extra)
     return w.version, {**extra["cot"], "rejects": dict(Counter(r["reason"] for r in rejects)),

@@ -106,17 +106,25 @@ def prompt_text(task: dict, profile) -> str:
     return question + MC_SUFFIX
 
 
-def user_turn(task: dict, profile) -> list[dict]:
-    """One user message: an `image_ref` part per image in order, then the text."""
-    content = [image_ref(i["sha256"]) for i in task["images"]]
+def user_turn(task: dict, profile, budget=None) -> list[dict]:
+    """One user message: an `image_ref` part per image in order (sized by `budget`), then the text."""
+    content = [image_ref(i, budget) for i in task["images"]]
     content.append({"type": "text", "text": prompt_text(task, profile)})
     return [{"role": "user", "content": content}]
 
 
-def image_ref(h: str) -> dict:
-    """An image by content hash: the client reads and encodes it only when a request goes out
-    (a cached sample reads no image), and the cache keys it by the hash."""
-    return {"type": "image_ref", "sha256": h}
+def image_ref(image: dict, budget=None) -> dict:
+    """An image ({"sha256", "width", "height"}) by content hash: the client reads and encodes it
+    only when a request goes out (a cached sample reads no image), and the cache keys it by the
+    hash. With a pixel budget it is sent resized to the budget's frame, the frame the answer
+    is then read in (schemas.boxes.PixelBudget): a served Qwen2.5-VL whose bounds contain that
+    size leaves it as it is, and answers in pixels of exactly that image."""
+    part = {"type": "image_ref", "sha256": image["sha256"]}
+    if budget is not None:
+        size = budget.resized(image["width"], image["height"])
+        if size != (image["width"], image["height"]):
+            part["size"] = list(size)
+    return part
 
 
 class Backend:
@@ -124,14 +132,17 @@ class Backend:
 
     kind = "?"
 
-    def __init__(self, store, profile, identity: str, model_name: str):
+    def __init__(self, store, profile, identity: str, model_name: str, budget=None):
         self.store, self.profile, self.identity, self.model_name = store, profile, identity, model_name
+        self.budget = budget  # schemas.boxes.PixelBudget the images are resized into, or None
         self.stats: Counter = Counter()
         self.failures: dict[str, str] = {}
 
     def describe(self) -> dict:
         """What a manifest records about the policy (no secrets)."""
-        return {"kind": self.kind, "identity": self.identity, "model": self.model_name, "profile": self.profile.name}
+        return {"kind": self.kind, "identity": self.identity, "model": self.model_name, "profile": self.profile.name,
+                "profile_version": self.profile.version,
+                "image_pixels": self.budget.record() if self.budget is not None else None}
 
     def usage(self) -> dict:
         keys = ("requests", "retries", "samples", "cache_hits", "failed", "prompt_tokens", "completion_tokens")
@@ -148,11 +159,11 @@ class EndpointBackend(Backend):
 
     def __init__(self, store, profile, base_url: str, model: str, cache: ResponseCache | None = None,
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 6,
-                 api_key_env: str = "OPENAI_API_KEY", supports_n: bool = True):
+                 api_key_env: str = "OPENAI_API_KEY", supports_n: bool = True, budget=None):
         from builders.client import EndpointClient
 
         identity = policy_identity(base_url, model)
-        super().__init__(store, profile, identity, model)
+        super().__init__(store, profile, identity, model, budget)
         scoped = ScopedCache(cache, identity) if cache is not None else None
         self.client = EndpointClient(base_url, model, api_key_env=api_key_env, timeout=timeout,
                                      max_retries=max_retries, concurrency=concurrency, cache=scoped,
@@ -165,7 +176,7 @@ class EndpointBackend(Backend):
         params = {**sampling, "seed": seed}
         # A generator of image_ref prompts: images are read and encoded only when a request
         # goes out, so memory holds `concurrency` encoded prompts, not the whole chunk's.
-        requests = (Request(user_turn(t, self.profile), n=k, sampling=params) for t in tasks)
+        requests = (Request(user_turn(t, self.profile, self.budget), n=k, sampling=params) for t in tasks)
         out = []
         for task, result in zip(tasks, self.client.generate_many(requests)):
             if isinstance(result, RequestFailed):
@@ -182,8 +193,12 @@ class LocalBackend(Backend):
     kind = "local"
 
     def __init__(self, store, profile, model_path: str, cache: ResponseCache | None = None,
-                 batch_size: int = 8, device: str | None = None, dtype: str | None = None):
-        super().__init__(store, profile, policy_identity(str(model_path)), str(model_path))
+                 batch_size: int = 8, device: str | None = None, dtype: str | None = None, budget=None,
+                 set_bounds: bool = False):
+        # `budget`: the frame the profile reads; `set_bounds`: the processor is set to it (else it
+        # keeps the folder's own bounds, which resolve_frame made the budget).
+        super().__init__(store, profile, policy_identity(str(model_path)), str(model_path), budget)
+        self.set_bounds = set_bounds and budget is not None
         self.cache = ScopedCache(cache, self.identity) if cache is not None else None
         self.batch_size, self.device, self.dtype = batch_size, device, dtype
         self._generator = None
@@ -193,12 +208,16 @@ class LocalBackend(Backend):
         if self._generator is None:
             from training.generate import load_generator
 
-            self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype)
+            b = self.budget if self.set_bounds else None
+            self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype,
+                                             min_pixels=b.min_pixels if b else None,
+                                             max_pixels=b.max_pixels if b else None)
         return self._generator
 
     def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
         params = {**sampling, "seed": seed}
-        keys = [request_key(self.identity, user_turn(t, self.profile), params) for t in tasks]
+        # The budget is in the key: the same model fed other pixels is another request.
+        keys = [request_key(self.identity, user_turn(t, self.profile, self.budget), params) for t in tasks]
         got: list[list[str] | None] = [None] * len(tasks)
         for i, rk in enumerate(keys):
             cached = self.cache.get(rk, list(range(k))) if self.cache else {}
@@ -261,33 +280,72 @@ def _trained_profile(folder: Path) -> str | None:
         return None
 
 
-def default_profile(policy: str, policy_model: str | None, name: str | None):
-    """--profile, else the policy's family: config.json's model_type for a folder (with the
-    processor's pixel bounds for qwen2_5_vl), the served model's name for an endpoint."""
-    from schemas.profiles import get_profile, profile_for_model
+def _folder_budget(folder: Path):
+    """The resize bounds a Qwen-VL model folder's saved processor uses, else None."""
+    from schemas.boxes import PixelBudget
+
+    pre = _image_processor_config(folder)
+    size = pre.get("size") or {}
+    lo, hi = pre.get("min_pixels") or size.get("shortest_edge"), pre.get("max_pixels") or size.get("longest_edge")
+    return PixelBudget(int(lo), int(hi)) if isinstance(lo, int) and isinstance(hi, int) else None
+
+
+def pixel_budget(min_pixels: int | None, max_pixels: int | None, default=None):
+    """The PixelBudget of `--image-min-pixels/--image-max-pixels`, each falling back to `default`
+    (else a stock served Qwen2.5-VL's bounds); a one-line error when they do not make one."""
+    from schemas.boxes import SERVED_QWEN2_5_VL, PixelBudget
+
+    base = default or SERVED_QWEN2_5_VL
+    lo = base.min_pixels if min_pixels is None else min_pixels
+    hi = base.max_pixels if max_pixels is None else max_pixels
+    try:
+        return PixelBudget(lo, hi)
+    except ValueError:
+        raise UserError(f"--image-min-pixels {lo} / --image-max-pixels {hi}: need 0 < min <= max") from None
+
+
+def resolve_frame(policy: str, policy_model: str | None, name: str | None,
+                  min_pixels: int | None = None, max_pixels: int | None = None):
+    """(answer profile, pixel budget, budget given?) of a policy, never guessed.
+
+    Profile: --profile, else for a model folder the profile it was trained on (run.json) or
+    its config's model family, for an endpoint the family its served name names; a policy of
+    no known family is refused (a wrong guess scores right answers at the wrong scale).
+    Budget: the --image-*-pixels given, else a folder's own processor bounds, else a stock
+    served Qwen2.5-VL's; for qwen2_5_vl it is also the answer's frame."""
+    from schemas.profiles import family_profile, profile_with_budget
 
     folder = Path(policy)
-    if is_url(policy) or not folder.is_dir():
-        return get_profile(name) if name else profile_for_model(policy_model or policy)
-    chosen = name or _trained_profile(folder) or profile_for_model(_model_type(folder) or folder.name).name
-    if chosen != "qwen2_5_vl":
-        return get_profile(chosen)
-    pre = _image_processor_config(folder)  # the frame of qwen2_5_vl is the processor's resize
-    size = pre.get("size") or {}
-    return get_profile(chosen, pre.get("min_pixels") or size.get("shortest_edge"),
-                       pre.get("max_pixels") or size.get("longest_edge"))
+    local = not is_url(policy) and folder.is_dir()
+    chosen = name
+    if chosen is None and local:
+        chosen = _trained_profile(folder) or family_profile(_model_type(folder) or folder.name)
+    elif chosen is None:
+        chosen = family_profile(policy_model or policy)
+    if chosen is None:
+        what = f"the model folder {policy} (no run.json, model_type {_model_type(folder) or '?'})" if local \
+            else f"the served model name {policy_model or policy!r}"
+        raise UserError(f"{what} names no model family whose answer format is known; pass --profile "
+                        "(qwen2_5_vl, qwen2_vl, norm1000, short)")
+    budget = pixel_budget(min_pixels, max_pixels, _folder_budget(folder) if local else None)
+    given = min_pixels is not None or max_pixels is not None
+    return profile_with_budget(chosen, budget), budget, given
 
 
 def make_backend(store, policy: str, policy_model: str | None, profile, concurrency: int = 16,
                  batch_size: int = 8, device: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0, use_cache: bool = True) -> Backend:
-    """An EndpointBackend for a URL, else a LocalBackend, both over the store's response cache."""
+                 timeout: float = 120.0, use_cache: bool = True, budget=None, budget_given: bool = True) -> Backend:
+    """An EndpointBackend for a URL, else a LocalBackend, both over the store's response cache.
+
+    `budget` (resolve_frame) sizes what an endpoint is sent; a local model's processor is set
+    to it when `budget_given`, else it keeps the folder's own bounds (which the budget equals)."""
     cache = open_cache(store) if use_cache else None
     if is_url(policy):
         if not policy_model:
             raise UserError("an endpoint policy needs the served model's name (--policy-model / --endpoint-model)")
         return EndpointBackend(store, profile, policy, policy_model, cache=cache, concurrency=concurrency,
-                               timeout=timeout, api_key_env=api_key_env)
-    backend = LocalBackend(store, profile, policy, cache=cache, batch_size=batch_size, device=device)
+                               timeout=timeout, api_key_env=api_key_env, budget=budget)
+    backend = LocalBackend(store, profile, policy, cache=cache, batch_size=batch_size, device=device,
+                           budget=budget, set_bounds=budget_given)
     print(f"generation: local model {policy} (identity {backend.identity})", file=sys.stderr)
     return backend

@@ -6,6 +6,13 @@ try to leave the source folder, name a URL, or hold a truncated file or a
 decompression bomb. Failures raise `ImageRejected(reason, detail)` with the
 reasons of docs/internals.md; nothing else escapes. `sha256_file` is the file
 hash the store uses for images and version files.
+
+One EXIF rule: an image whose EXIF orientation says it is displayed rotated or
+mirrored is stored upright (`upright`: orientation applied, re-encoded without
+EXIF), so its stored width/height, every box normalised on it, the export's
+`datasets.Image` (which would rotate it on decode), training, generation and
+eval all see the same pixels. `fit` resizes an image to the exact size a model
+is sent (builders.generation: the pixel budget's smart_resize frame).
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import struct
 import warnings
 from pathlib import Path
 
+EXIF_ORIENTATION = 0x0112
+SWAPS_SIDES = (5, 6, 7, 8)  # orientations that turn the image a quarter: width and height swap
 MAX_PIXELS = 64_000_000  # a decompression-bomb bound far above any real grounding image
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also `http:/x`, what Path makes of `http://x`
 
@@ -101,8 +110,65 @@ def check_image(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     return width, height
 
 
+def orientation(im) -> int:
+    """The EXIF orientation tag of an open image (1, upright, when there is none or it is bad)."""
+    try:
+        value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block is no orientation; the pixels decoded fine
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def displayed_size(im) -> tuple[int, int]:
+    """(width, height) of an open image as shown, its EXIF orientation applied."""
+    w, h = im.size
+    return (h, w) if orientation(im) in SWAPS_SIDES else (w, h)
+
+
+def _encode(im, like: str | None) -> bytes:
+    """PNG (lossless), or JPEG at quality 95 for a JPEG source (a photo as PNG is 5-10x larger)."""
+    buf = io.BytesIO()
+    if like == "JPEG":
+        im.convert("RGB").save(buf, format="JPEG", quality=95)
+    else:
+        im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upright(data: bytes) -> tuple[bytes, int, int]:
+    """(bytes, width, height) as displayed: an image with an EXIF rotation or mirror is
+    transposed and re-encoded without EXIF; any other comes back unchanged."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        if orientation(im) == 1:
+            return data, *im.size
+        fmt = im.format
+        out = ImageOps.exif_transpose(im)
+        if out.mode not in ("RGB", "RGBA", "L", "LA", "P", "I;16", "I"):
+            out = out.convert("RGB")
+        return _encode(out, fmt), *out.size
+
+
+def fit(data: bytes, width: int, height: int) -> bytes:
+    """The image resized to exactly width x height (bicubic, as the Qwen-VL processor), or
+    unchanged when it already has that size."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.size == (width, height):
+            return data
+        fmt = im.format
+        im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
+        return _encode(im.resize((width, height), Image.Resampling.BICUBIC), fmt)
+
+
 def load_image_bytes(ref: Path | str | bytes, root: Path | None = None) -> tuple[bytes, int, int]:
-    """(bytes, width, height) for a reference, or ImageRejected with a named reason."""
+    """(bytes, width, height) for a reference, upright (see `upright`), or ImageRejected
+    with a named reason."""
     data = bytes(ref) if isinstance(ref, (bytes, bytearray, memoryview)) else read_path(ref, root)
-    width, height = check_image(data)
-    return data, width, height
+    check_image(data)
+    try:
+        return upright(data)
+    except Exception as e:  # decoded fine above; a transpose failure is still the image's fault
+        raise ImageRejected("undecodable_image", _detail(e)) from None

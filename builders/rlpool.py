@@ -177,13 +177,20 @@ def _pool_columns(table: pa.Table, stats: list[dict], policy: str) -> pa.Table:
     return table
 
 
-def _sft_row(task: dict, sample: dict, text: str, backend, config: RLPoolConfig) -> dict:
-    """The best verified sample of a task as a COT row (id `<task id>#<sample index>`)."""
+def _sft_row(task: dict, sample: dict, backend, config: RLPoolConfig) -> dict:
+    """The best verified sample of a task as a COT row (id `<task id>#<sample index>`).
+
+    As `build cot` does with a teacher's: the sample's reasoning, re-rendered with the
+    ground-truth box on the image it named, so the label is exact and, stored canonically
+    (reasoning + image + box), renders in any trainer's frame (training.data)."""
     from builders.generation import prompt_text
 
     s = sample["scores"]
+    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    completion = backend.profile.render((s.parsed.think or "").strip(), s.parsed.image, task["target_box"], sizes)
     return {**task, "task_id": task["id"], "id": f"{task['id']}#{sample['sample_index']}",
-            "prompt": prompt_text(task, backend.profile), "completion": text, "reasoning": s.parsed.think,
+            "prompt": prompt_text(task, backend.profile), "completion": completion,
+            "reasoning": (s.parsed.think or "").strip(),
             "profile": backend.profile.name, "pred_image": s.parsed.image, "pred_box": s.parsed.box,
             "format_ok": s.format_ok, "image_correct": s.image_correct, "iou": s.iou,
             "generator_model": backend.model_name, "generator_kind": backend.kind,
@@ -231,7 +238,7 @@ class _Run:
     def _keep(self, table: pa.Table, tasks: list[dict], stats: list[dict], index: dict) -> None:
         kept_idx, kept_stats = [], []
         for st in stats:
-            i, per, texts = index[st["task_id"]]
+            i, per, _ = index[st["task_id"]]
             self.pass_rates[f"{st['pass_rate']:.2f}"] += 1
             side = self.band.side(st["pass_rate"])
             if side:
@@ -242,7 +249,7 @@ class _Run:
                 kept_idx.append(i)
                 kept_stats.append(st)
             if self.emit_sft and st["best"] is not None:
-                self.sft.append(_sft_row(tasks[i], per[st["best"]], texts[st["best"]], self.backend, self.config))
+                self.sft.append(_sft_row(tasks[i], per[st["best"]], self.backend, self.config))
         if kept_idx:
             self.kept.append(_pool_columns(table.take(kept_idx), kept_stats, self.backend.identity))
 
@@ -296,7 +303,8 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
     pool = pa.concat_tables(run.kept)
     policy = backend.describe()
     cfg = {**config.hashed(), "policy": policy["identity"], "profile": backend.profile.name,
-           "profile_version": backend.profile.version, "scoring_version": SCORING_VERSION}
+           "profile_version": backend.profile.version, "scoring_version": SCORING_VERSION,
+           "image_pixels": policy.get("image_pixels")}
     extra = {"policy": policy, "usage": backend.usage(), "pass_rates": dict(sorted(run.pass_rates.items())),
              "samples": dict(sorted(run.samples.items())), "band": str(run.band),
              "contamination": check_contamination(store, version.image_hashes, refuse=False)}

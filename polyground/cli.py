@@ -77,6 +77,16 @@ def add_config_option(p: argparse.ArgumentParser, passthrough: bool = False) -> 
     p._polyground_passthrough = passthrough
 
 
+def add_pixel_budget_options(p: argparse.ArgumentParser, default: str) -> None:
+    """--image-min-pixels / --image-max-pixels: the same names and meaning as training's
+    image_min_pixels / image_max_pixels (schemas.boxes.PixelBudget)."""
+    p.add_argument("--image-min-pixels", type=int,
+                   help=f"smallest area, in pixels, an image is resized to before the model sees it (default: {default})")
+    p.add_argument("--image-max-pixels", type=int,
+                   help="largest such area; images are sent resized to this budget's smart_resize frame, and a "
+                        f"qwen2_5_vl answer is read in that frame (default: {default})")
+
+
 def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
     """Follow the sub-command words in argv down to the parser that handles them."""
     current = parser

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from polyground.cli import add_config_option, open_store
+from polyground.cli import add_config_option, add_pixel_budget_options, open_store
 
 
 def add_parsers(sub) -> None:
@@ -52,6 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-contamination", action="store_true",
                    help="refuse to build when any image is shared with a benchmark split")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_pixel_budget_options(p, "a stock served Qwen2.5-VL's, 3136 and 12845056")
     add_config_option(p)
     p.set_defaults(func=run)
 
@@ -64,8 +65,9 @@ def run(args) -> int:
     version, s = build_cot(store, cfg, args.tasks, args.name, refuse_contamination=args.no_contamination,
                            quiet=args.quiet)
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(s["rejects"].items())) or "none"
+    px = s["image_pixels"]
     line = (f"{version.ref}: kept {s['kept_rows']} samples for {s['tasks_kept']} of {s['tasks']} tasks; "
-            f"rejected {dropped}")
+            f"rejected {dropped}; images at {px['min_pixels']}..{px['max_pixels']} pixels")
     u = s.get("usage")
     if u:
         line += f"; {u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from polyground.cli import add_config_option, open_store
+from polyground.cli import add_config_option, add_pixel_budget_options, open_store
 
 
 def add_parsers(sub) -> None:
@@ -19,7 +19,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--tasks", required=True, help="tasks version to sample (NAME[@VERSION|@TAG])")
     p.add_argument("--policy", required=True, help="model folder (merged SFT policy) or endpoint URL (http://.../v1)")
     p.add_argument("--policy-model", help="the served model's name (required with an endpoint URL)")
-    p.add_argument("--profile", help="answer profile (default: the policy's model family)")
+    p.add_argument("--profile", help="answer profile (default: the profile a model folder was trained on, else its "
+                                     "model family; an endpoint whose served name names no family needs it)")
     p.add_argument("--k", type=int, default=8, help="samples per task (default 8)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
@@ -38,28 +39,32 @@ def add_parsers(sub) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
     p.add_argument("--name", required=True, help="name of the new rl-pool dataset")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint a stock served "
+                                "Qwen2.5-VL's, 3136 and 12845056: pass the served model's own")
     add_config_option(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from builders.generation import default_profile, make_backend
+    from builders.generation import make_backend, resolve_frame
     from builders.rlpool import RLPoolConfig, build_rl_pool, input_version
 
     config = RLPoolConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
                           min_iou=args.min_iou, band=str(args.band), seed=args.seed, chunk=args.chunk)
     store = open_store(args)
     version = input_version(store, args.tasks)  # fail fast, before a model is loaded or hashed
-    profile = default_profile(args.policy, args.policy_model, args.profile)
+    profile, budget, given = resolve_frame(args.policy, args.policy_model, args.profile,
+                                           args.image_min_pixels, args.image_max_pixels)
     backend = make_backend(store, args.policy, args.policy_model, profile, concurrency=args.concurrency,
                            batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env,
-                           timeout=args.timeout)
+                           timeout=args.timeout, budget=budget, budget_given=given)
     result = build_rl_pool(store, version, backend, config, args.name, emit_sft=args.emit_sft,
                            progress=not args.quiet)
     s = result.summary
     rates = ", ".join(f"{p}: {n}" for p, n in sorted(s["pass_rates"].items()))
     print(f"{result.version.ref}: kept {s['kept']} of {s['tasks']} tasks in band {config.band} "
-          f"(pass rates {{{rates}}}); policy {backend.identity}, profile {profile.name}", file=sys.stderr)
+          f"(pass rates {{{rates}}}); policy {backend.identity}, profile {profile.name}, "
+          f"images at {budget.min_pixels}..{budget.max_pixels} pixels", file=sys.stderr)
     if result.sft_version is not None:
         print(f"{result.sft_version.ref}: {s['sft_rows']} best verified samples (cot)", file=sys.stderr)
         print(result.sft_version.ref)

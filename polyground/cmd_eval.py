@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polyground.cli import add_config_option, open_store
+from polyground.cli import add_config_option, add_pixel_budget_options, open_store
 from schemas.errors import UserError
 
 
@@ -28,8 +28,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--endpoint", help="OpenAI-compatible base URL (http://host:port/v1) to generate with")
     p.add_argument("--endpoint-model", help="the served model's name (with --endpoint)")
     p.add_argument("--predictions", type=Path, help='JSONL of {"id", "completion"} produced elsewhere')
-    p.add_argument("--profile", help="answer profile of the completions (needed with --predictions; "
-                                     "default: the model family)")
+    p.add_argument("--profile", help="answer profile of the completions (needed with --predictions; default: the "
+                                     "profile a model folder was trained on, else its model family; an endpoint "
+                                     "whose served name names no family needs it)")
     p.add_argument("--model-name", help="label of the model in reports (default: from the model or the file)")
     p.add_argument("--output", type=Path, help="folder for metrics.json, metrics.md and the charts")
     p.add_argument("--name", help="name of the predictions dataset (default: <bench>-pred-<model>)")
@@ -41,6 +42,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--limit", type=int, help="only the first N tasks of the split (a quick look)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
+    add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint or --predictions a stock "
+                                "served Qwen2.5-VL's, 3136 and 12845056")
     add_config_option(p)
     p.set_defaults(func=run_eval)
     sub_eval = p.add_subparsers(dest="eval_command", metavar="COMMAND")
@@ -67,23 +70,28 @@ def _completions(args, store, bench, source: str):
     """(completions by id, profile, model label, source record, usage)."""
     from training import evaluate as ev
 
+    from builders.generation import make_backend, pixel_budget, resolve_frame
+
     if source == "--predictions":
-        from schemas.profiles import get_profile
+        from schemas.profiles import profile_with_budget
 
         if not args.profile:
             raise UserError("--predictions needs --profile P: the answer format the completions were written in")
         completions = ev.read_predictions_jsonl(args.predictions)
+        # A qwen2_5_vl answer is in pixels of what the model saw: the budget names that frame.
+        budget = pixel_budget(args.image_min_pixels, args.image_max_pixels)
         record = {"kind": "predictions", "file": args.predictions.name,
-                  "sha256": ev.file_sha256(args.predictions)}
-        return completions, get_profile(args.profile), args.model_name or args.predictions.stem, record, {}
-    from builders.generation import default_profile, make_backend
-
+                  "sha256": ev.file_sha256(args.predictions), "image_pixels": budget.record()}
+        profile = profile_with_budget(args.profile, budget)
+        return completions, profile, args.model_name or args.predictions.stem, record, {}
     policy = args.model or args.endpoint
     if source == "--endpoint" and not args.endpoint_model:
         raise UserError("--endpoint needs --endpoint-model NAME (the served model)")
-    profile = default_profile(policy, args.endpoint_model, args.profile)
+    profile, budget, given = resolve_frame(policy, args.endpoint_model, args.profile,
+                                           args.image_min_pixels, args.image_max_pixels)
     backend = make_backend(store, policy, args.endpoint_model, profile, concurrency=args.concurrency,
-                           batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env)
+                           batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env,
+                           budget=budget, budget_given=given)
     sampling = {"temperature": args.temperature, "top_p": 1.0, "max_tokens": args.max_tokens}
 
     def progress(done, total):

@@ -13,6 +13,7 @@ IoU is plain area intersection over union on the given coordinates, with no
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
@@ -119,6 +120,43 @@ def smart_resize(
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
+
+
+@dataclass(frozen=True)
+class PixelBudget:
+    """The area bounds a Qwen-VL processor resizes every image into (`smart_resize`).
+
+    One budget decides, per stage, both the size of the image a model is sent
+    (or that the training processor feeds it) and the frame of the
+    `qwen2_5_vl` answer profile: a Qwen2.5-VL answers in pixels of the image
+    it saw. `resized` is exact: an image already of that size resizes to
+    itself, so a server whose own bounds contain it leaves it as it is.
+    """
+
+    min_pixels: int
+    max_pixels: int
+
+    def __post_init__(self):
+        ok = all(type(v) is int for v in (self.min_pixels, self.max_pixels))
+        if not ok or not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(f"need integers 0 < min_pixels <= max_pixels, got {self.min_pixels!r}, {self.max_pixels!r}")
+
+    def resized(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of an image of this size after the processor's resize."""
+        h, w = smart_resize(height, width, 28, self.min_pixels, self.max_pixels)
+        return w, h
+
+    def record(self) -> dict:
+        return {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+
+    def __str__(self) -> str:
+        return f"min_pixels={self.min_pixels};max_pixels={self.max_pixels}"
+
+
+# What a stock served Qwen2.5-VL resizes with: the Hub preprocessor_config.json of
+# Qwen/Qwen2.5-VL-7B-Instruct (min_pixels 3136, max_pixels 12845056, patch 14,
+# merge 2). transformers' class default (max 1003520) is NOT what vLLM serves.
+SERVED_QWEN2_5_VL = PixelBudget(3136, 12845056)
 
 
 def iou(a, b) -> float:

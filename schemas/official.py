@@ -36,8 +36,12 @@ THRESHOLDS = (0.3, 0.5, 0.7)
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 
 
-def official_extract_bbox(text: str) -> list[float]:
-    """The official lenient box parser: first box found, normalised; [0,0,0,0] on failure."""
+def official_extract_bbox(text: str, frame: tuple[float, float] | None = None) -> list[float]:
+    """The official lenient box parser: first box found, normalised; [0,0,0,0] on failure.
+
+    `frame` (width, height) is ours, for answers in pixels (Qwen2.5-VL: the resized
+    target image): the values are divided by it instead of by 1000, which on a
+    pixel answer would give a box at the wrong scale."""
     matches: list = []
     for pattern in OFFICIAL_PATTERNS:
         matches = pattern.findall(text)
@@ -48,6 +52,9 @@ def official_extract_bbox(text: str) -> list[float]:
     # float() accepts every Unicode digit that \d matches (all 660 of them), so
     # upstream's bare `except` never fires on these patterns.
     values = [float(v) for v in matches[0]]
+    if frame is not None:
+        fw, fh = frame
+        return [values[0] / fw, values[1] / fh, values[2] / fw, values[3] / fh]
     if len(matches) == 1:
         return [v / 1000 if v >= 1 else v for v in values]
     return [v / 1000 if v > 1 else v for v in values]
@@ -80,9 +87,10 @@ def answer_span(completion: str) -> str:
     return m.group(1) if m else completion
 
 
-def official_completion_iou(completion: str, target_box) -> float:
-    """Lenient IoU of a completion: official parser on its answer span, image ignored."""
-    return official_iou(target_box, official_extract_bbox(answer_span(completion)))
+def official_completion_iou(completion: str, target_box, frame: tuple[float, float] | None = None) -> float:
+    """Lenient IoU of a completion: official parser on its answer span, image ignored
+    (`frame`: see official_extract_bbox)."""
+    return official_iou(target_box, official_extract_bbox(answer_span(completion), frame))
 
 
 def official_named_image(completion: str) -> int | None:

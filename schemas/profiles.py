@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from schemas.boxes import clip01, smart_resize
+from schemas.boxes import SERVED_QWEN2_5_VL, PixelBudget, clip01, smart_resize
 from schemas.errors import UserError
 
 PARSE_ERRORS = (
@@ -299,13 +299,20 @@ class JsonProfile(Profile):
 class ResizedPixelProfile(JsonProfile):
     """Qwen2.5-VL: pixels of the image after smart_resize with these bounds.
 
-    The bounds MUST be the processor's (`image_processor.size`): transformers'
-    default is 56*56 .. 28*28*1280; the Qwen2.5-VL hub configs raise the max
-    to 12845056. They are part of `version`, so a run records the frame.
+    The bounds MUST be those of what resized the image the model saw: the
+    training processor's (`image_processor.size`), or the pixel budget
+    polyground resized a request's images to (schemas.boxes.PixelBudget). The
+    default is a stock served Qwen2.5-VL's (3136 .. 12845056), not
+    transformers' class default. They are part of `version`, so a run records
+    the frame.
     """
 
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 1280
+    min_pixels: int = SERVED_QWEN2_5_VL.min_pixels
+    max_pixels: int = SERVED_QWEN2_5_VL.max_pixels
+
+    @property
+    def budget(self) -> PixelBudget:
+        return PixelBudget(self.min_pixels, self.max_pixels)
 
     def frame(self, image_size) -> tuple[float, float]:
         width, height = image_size
@@ -322,7 +329,8 @@ def _resized_frame(width: int, height: int, min_pixels: int, max_pixels: int) ->
     return float(w), float(h)
 
 
-def _qwen25(min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280) -> ResizedPixelProfile:
+def _qwen25(min_pixels: int = SERVED_QWEN2_5_VL.min_pixels,
+           max_pixels: int = SERVED_QWEN2_5_VL.max_pixels) -> ResizedPixelProfile:
     if not 0 < min_pixels <= max_pixels:
         raise UserError(f"qwen2_5_vl profile: need 0 < min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
     return ResizedPixelProfile(
@@ -361,11 +369,31 @@ def get_profile(name: str, min_pixels: int | None = None, max_pixels: int | None
     return _qwen25(min_pixels or base.min_pixels, max_pixels or base.max_pixels)
 
 
-def profile_for_model(model_type_or_name: str) -> Profile:
-    """qwen2_vl and qwen2_5_vl models get their own profile; any other model norm1000."""
+def profile_with_budget(name: str, budget: PixelBudget | None) -> Profile:
+    """The profile called `name`, in the frame of `budget` where its frame depends on one."""
+    if budget is None or name != "qwen2_5_vl":
+        return get_profile(name)
+    return get_profile(name, budget.min_pixels, budget.max_pixels)
+
+
+# Model families whose answer format is known; anything else must name its profile.
+# Qwen3-VL went back to 0-1000 relative coordinates (its model card's grounding examples).
+_FAMILIES = (("qwen2_5_vl", "qwen2_5_vl"), ("qwen2_vl", "qwen2_vl"), ("qwen3_vl", "norm1000"))
+
+
+def family_profile(model_type_or_name: str) -> str | None:
+    """The profile name of the model family a model type or served name names, else None."""
     key = model_type_or_name.lower().replace("-", "_").replace(".", "_")
-    if "qwen2_5_vl" in key:
-        return PROFILES["qwen2_5_vl"]
-    if "qwen2_vl" in key:
-        return PROFILES["qwen2_vl"]
-    return PROFILES["norm1000"]
+    for family, profile in _FAMILIES:
+        if family in key:
+            return profile
+    return None
+
+
+def profile_for_model(model_type_or_name: str) -> Profile:
+    """The family's profile (family_profile); a model of no known family gets norm1000.
+
+    Only for callers that KNOW the model answers in 0-1000 JSON when its family is
+    unknown (e.g. a trainer whose data fixes the format); generation and eval refuse
+    instead (builders.generation.resolve_frame)."""
+    return PROFILES[family_profile(model_type_or_name) or "norm1000"]

@@ -108,6 +108,25 @@ def request_text(request: dict) -> str:
     return "\n".join(parts)
 
 
+def _sent_keys(task: dict, store, budgets) -> set[tuple]:
+    """The image-hash tuples a request for `task` can carry: as stored, and as sent in each budget."""
+    keys = {tuple(i["sha256"] for i in task["images"])}
+    if store is None:
+        return keys
+    from builders.generation import image_ref
+    from builders.images import fit
+    from schemas.boxes import SERVED_QWEN2_5_VL
+
+    for budget in budgets or [SERVED_QWEN2_5_VL]:
+        sent = []
+        for image in task["images"]:
+            part = image_ref(image, budget)
+            data = store.image_path(image["sha256"]).read_bytes()
+            sent.append(hashlib.sha256(fit(data, *part["size"]) if "size" in part else data).hexdigest())
+        keys.add(tuple(sent))
+    return keys
+
+
 def _unit(*key) -> float:
     """A deterministic number in [0, 1) from a key."""
     return int(hashlib.sha256(repr(key).encode()).hexdigest()[:13], 16) / 16**13
@@ -128,13 +147,19 @@ class GroundTruthPolicy:
     (default: the norm1000 profile). success: a rate for every task, a dict
     task id -> rate, or a callable task -> rate. A wrong answer names another
     image when there is one, else a box that misses.
+
+    polyground sends images resized into the stage's pixel budget, so their
+    bytes are not the store's: with `store` (a builders.store.Store) the tasks
+    are also found by the hashes of their images as sent under each of
+    `budgets` (default: the served Qwen2.5-VL bounds, the CLI's default).
     """
 
-    def __init__(self, tasks, render=None, success=1.0, seed: int = 0):
+    def __init__(self, tasks, render=None, success=1.0, seed: int = 0, store=None, budgets=None):
         self.render, self.success, self.seed = render or _default_render, success, seed
         self.by_images: dict[tuple, list[dict]] = {}
         for t in tasks:
-            self.by_images.setdefault(tuple(i["sha256"] for i in t["images"]), []).append(t)
+            for key in _sent_keys(t, store, budgets):
+                self.by_images.setdefault(key, []).append(t)
 
     def find(self, request: dict) -> dict | None:
         candidates = self.by_images.get(tuple(image_hashes(request)), [])

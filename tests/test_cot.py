@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from builders.store import Store
 from openai_server import FakeOpenAIServer, Faults, GroundTruthPolicy, image_hashes, request_text
 from schemas.profiles import get_profile
 from schemas.scoring import score_completion
@@ -63,7 +64,7 @@ def root(tmp_path):
 
 def test_gate_keeps_only_verified_samples_rewritten_in_the_profile(root):
     tasks = task_rows(root)
-    policy = GroundTruthPolicy(tasks, render=get_profile("norm1000").render, success=0.5)
+    policy = GroundTruthPolicy(tasks, store=Store(root), render=get_profile("norm1000").render, success=0.5)
     faults = Faults(length=0.05, refusal=0.05, empty=0.05)
     with FakeOpenAIServer(policy, faults=faults) as s:
         ref = ok(root, *teacher(root, s.url, "cot", "--samples", "4", "--keep-per-task", "2"))
@@ -93,7 +94,7 @@ def test_gate_keeps_only_verified_samples_rewritten_in_the_profile(root):
 def test_reject_reasons_name_each_fault(root):
     tasks = task_rows(root)
     faults = Faults(length=0.25, refusal=0.25, empty=0.25)
-    with FakeOpenAIServer(GroundTruthPolicy(tasks, success=0.0), faults=faults) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=Store(root), success=0.0), faults=faults) as s:
         ref = ok(root, *teacher(root, s.url, "cot", "--samples", "4"))
     counts = version(root, ref).manifest["counts"]["dropped_by_reason"]
     assert version(root, ref).manifest["counts"]["rows"] == 0
@@ -113,7 +114,7 @@ def test_unparsable_and_plain_text_refusals(root):
 
 def test_manifest_records_generator_usage_and_cost(root, monkeypatch):
     tasks = task_rows(root)
-    with FakeOpenAIServer(GroundTruthPolicy(tasks), keep_requests=True) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=Store(root)), keep_requests=True) as s:
         ref = ok(root, *teacher(root, s.url, "cot", "--samples", "2", "--temperature", "0.9",
                                 "--price-in", "2", "--price-out", "10", "--hint", "answer"))
     m = version(root, ref).manifest
@@ -138,7 +139,7 @@ def test_manifest_records_generator_usage_and_cost(root, monkeypatch):
 def test_rerun_asks_nothing_and_new_teacher_reuses_tasks_and_images(root):
     tasks = task_rows(root)
     images = sorted(p.name for p in (root / "images").rglob("*") if p.is_file())
-    with FakeOpenAIServer(GroundTruthPolicy(tasks)) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=Store(root))) as s:
         a = ok(root, *teacher(root, s.url, "cot"))
         sent = s.stats["requests"]
         assert ok(root, *teacher(root, s.url, "cot")) == a and s.stats["requests"] == sent
@@ -168,7 +169,7 @@ def test_options_are_checked_in_one_line(root):
 
 def test_shards_split_by_task_id_and_merge_to_the_whole(root):
     tasks = task_rows(root)
-    with FakeOpenAIServer(GroundTruthPolicy(tasks, success=0.7)) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=Store(root), success=0.7)) as s:
         whole = ok(root, *teacher(root, s.url, "cot", "--samples", "2"))
         parts = [ok(root, *teacher(root, s.url, f"cot-{i}", "--samples", "2", "--shard", f"{i}/3")) for i in range(3)]
         assert s.stats["requests"] == len(tasks)  # the shards were answered from the cache
@@ -182,7 +183,7 @@ def test_shards_split_by_task_id_and_merge_to_the_whole(root):
 def test_secret_key_is_written_nowhere(root, tmp_path, monkeypatch):
     secret = "sk-PLANTED-9c1e2b"
     monkeypatch.setenv("TEACHER_KEY", secret)
-    with FakeOpenAIServer(GroundTruthPolicy(task_rows(root)), faults=Faults(server_error=0.2)) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(task_rows(root), store=Store(root)), faults=Faults(server_error=0.2)) as s:
         ok(root, *teacher(root, s.url, "cot", "--teacher-api-key-env", "TEACHER_KEY"))
     written = [p for p in root.rglob("*") if p.is_file()]
     assert any(p.suffix == ".sqlite" for p in written)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from builders.store import Store
 from openai_server import TRANSPORT_FAULTS, FakeOpenAIServer, Faults, GroundTruthPolicy
 from test_cot import GATE_REASONS, cli, make_tasks, ok, task_rows, teacher, version
 
@@ -49,7 +50,7 @@ def test_twenty_percent_faults_every_task_accounted_for(tmp_path):
     make_tasks(root, n=30)
     tasks = task_rows(root)
     faults = Faults.spread(0.2, stall_s=0.6)
-    with FakeOpenAIServer(GroundTruthPolicy(tasks, success=0.6), faults=faults, seed=7) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=Store(root), success=0.6), faults=faults, seed=7) as s:
         s.script = list(TRANSPORT_FAULTS)  # each kind at least once, then 20% at random
         ref = ok(root, *teacher(root, s.url, "cot", "--samples", "3", "--timeout", "0.3", "--concurrency", "8"))
     accounted(root, ref, tasks, 3)
@@ -63,7 +64,7 @@ def test_sigkill_then_rerun_gives_the_clean_rows_and_asks_nothing_twice(tmp_path
     for root in (clean_root, crash_root):
         make_tasks(root, n=40)
     tasks = task_rows(clean_root)
-    policy = GroundTruthPolicy(tasks, success=0.6)
+    policy = GroundTruthPolicy(tasks, store=Store(root), success=0.6)
     faults = Faults(server_error=0.05, rate_limit=0.05, wrong_answer=0.1, length=0.05, refusal=0.05)
     argv = ["--samples", "2", "--concurrency", "2"]
     with FakeOpenAIServer(policy, faults=faults, latency=0.1, seed=1) as s:
@@ -96,7 +97,7 @@ def test_endpoint_down_stops_with_one_line_and_resumes_from_the_cache(tmp_path):
     root = tmp_path / "s"
     make_tasks(root, n=24)
     tasks = task_rows(root)
-    truth = GroundTruthPolicy(tasks)
+    truth = GroundTruthPolicy(tasks, store=Store(root))
     calls = []
 
     def dying(request, k):  # answers 10 samples, then the endpoint starts failing

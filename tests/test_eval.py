@@ -168,7 +168,7 @@ def test_eval_through_endpoint(store, bench, tmp_path):
     from openai_server import FakeOpenAIServer, GroundTruthPolicy
 
     tasks = [t for t in bench.table().to_pylist() if t["target_box"] is not None]
-    with FakeOpenAIServer(GroundTruthPolicy(tasks)) as server:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, store=store)) as server:
         code, out, err = run_cli(store, "eval", "--bench", "mig", "--endpoint", server.url, "--endpoint-model",
                                  "fake", "--profile", "norm1000", "--output", str(tmp_path / "e"))
         assert code == 0, err

@@ -53,13 +53,29 @@ def test_prompts_follow_training_and_list_choices():
     assert prompt_text(mc, p) == "Which is red?\n(A) left\n(B) right" + MC_SUFFIX
 
 
-def test_default_profile_reads_the_model_family(tiny_model):
-    from builders.generation import default_profile
+def test_resolve_frame_reads_the_model_family_and_its_budget(tiny_model):
+    from builders.generation import resolve_frame
+    from schemas.boxes import SERVED_QWEN2_5_VL, PixelBudget
 
-    p = default_profile(str(tiny_model), None, None)
+    p, budget, given = resolve_frame(str(tiny_model), None, None)
     assert p.name == "qwen2_5_vl" and p.min_pixels == 28 * 28 * 4 and p.max_pixels == 28 * 28 * 16
-    assert default_profile(str(tiny_model), None, "short").name == "short"
-    assert default_profile("http://h/v1", "Qwen2-VL-7B", None).name == "qwen2_vl"
+    assert budget == PixelBudget(28 * 28 * 4, 28 * 28 * 16) and not given  # the folder's own processor bounds
+    assert resolve_frame(str(tiny_model), None, "short")[0].name == "short"
+    assert resolve_frame("http://h/v1", "Qwen2-VL-7B", None)[0].name == "qwen2_vl"
+    p, budget, given = resolve_frame("http://h/v1", "Qwen/Qwen2.5-VL-7B-Instruct", None)
+    assert (p.min_pixels, p.max_pixels) == (3136, 12845056) and budget == SERVED_QWEN2_5_VL
+    p, budget, given = resolve_frame("http://h/v1", "Qwen2.5-VL-7B", None, max_pixels=401408)
+    assert (p.max_pixels, budget.max_pixels, given) == (401408, 401408, True)
+
+
+@pytest.mark.parametrize("served", ["sft", "my-policy", "llava-1.6"])
+def test_an_endpoint_whose_name_names_no_family_is_refused(served):
+    from builders.generation import resolve_frame
+    from schemas.errors import UserError
+
+    with pytest.raises(UserError, match="names no model family.*pass --profile"):
+        resolve_frame("http://localhost:8001/v1", served, None)
+    assert resolve_frame("http://localhost:8001/v1", served, "qwen2_5_vl")[0].name == "qwen2_5_vl"
 
 
 @pytest.fixture(scope="module")

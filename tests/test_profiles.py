@@ -19,7 +19,7 @@ from schemas.profiles import (
     split_envelope,
 )
 
-S3 = [(640, 480), (1000, 500), (4000, 3000)]  # smart_resize frames: 644x476, 1008x504, 1148x840
+S3 = [(640, 480), (1000, 500), (4000, 3000)]  # frames at the served bounds: 644x476, 1008x504, 4004x2996
 S1 = [(640, 480)]
 BOX = [0.12, 0.3, 0.45, 0.8]
 GARBAGE = "lorem (1,2) [3,4] <b>ipsum</b> {]} " * 300  # ~10 KB
@@ -113,8 +113,8 @@ CASES = [
     # -- qwen2_5_vl: JSON in pixels of each image's smart_resize frame --
     ("qwen2_5_vl", wrap('{"image": 1, "bbox_2d": [161, 119, 322, 238]}'), S3, 0, [0.25, 0.25, 0.5, 0.5], None),
     ("qwen2_5_vl", wrap('{"image": 2, "bbox_2d": [252, 126, 504, 252]}'), S3, 1, [0.25, 0.25, 0.5, 0.5], None),
-    ("qwen2_5_vl", wrap('{"image": 3, "bbox_2d": [287, 210, 574, 420]}'), S3, 2, [0.25, 0.25, 0.5, 0.5], None),
-    ("qwen2_5_vl", wrap('{"image": 3, "bbox_2d": [0, 0, 1148, 840]}'), S3, 2, [0.0, 0.0, 1.0, 1.0], None),
+    ("qwen2_5_vl", wrap('{"image": 3, "bbox_2d": [1001, 749, 2002, 1498]}'), S3, 2, [0.25, 0.25, 0.5, 0.5], None),
+    ("qwen2_5_vl", wrap('{"image": 3, "bbox_2d": [0, 0, 4004, 2996]}'), S3, 2, [0.0, 0.0, 1.0, 1.0], None),
     ("qwen2_5_vl", wrap('{"image": 4, "bbox_2d": [0, 0, 10, 10]}'), S3, None, None, "image_out_of_range"),
 ]
 
@@ -133,11 +133,12 @@ def test_parse_keeps_reasoning_and_answer_text():
 
 
 def test_qwen2_5_vl_frame_follows_the_profile_pixel_bounds():
-    big = get_profile("qwen2_5_vl", max_pixels=12845056)
-    parsed = big.parse(wrap('{"image": 3, "bbox_2d": [1001, 749, 2002, 1498]}'), S3)  # 4004x2996 frame
+    # The default is a stock served Qwen2.5-VL's bounds (the Hub config), not transformers' class default.
+    small = get_profile("qwen2_5_vl", max_pixels=28 * 28 * 1280)
+    parsed = small.parse(wrap('{"image": 3, "bbox_2d": [287, 210, 574, 420]}'), S3)  # 1148x840 frame
     assert (parsed.image, parsed.box, parsed.error) == (2, [0.25, 0.25, 0.5, 0.5], None)
-    assert big.version == "1;min_pixels=3136;max_pixels=12845056"
-    assert PROFILES["qwen2_5_vl"].version == "1;min_pixels=3136;max_pixels=1003520"
+    assert small.version == "1;min_pixels=3136;max_pixels=1003520"
+    assert PROFILES["qwen2_5_vl"].version == "1;min_pixels=3136;max_pixels=12845056"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_qwen2_5_vl_frame_follows_the_profile_pixel_bounds():
         ("short", 1, BOX, "image 2: (120,300),(450,800)"),
         ("norm1000", 1, BOX, '{"image": 2, "bbox_2d": [120, 300, 450, 800]}'),
         ("qwen2_5_vl", 0, [0.25, 0.25, 0.5, 0.5], '{"image": 1, "bbox_2d": [161, 119, 322, 238]}'),
-        ("qwen2_5_vl", 2, [0.25, 0.25, 0.5, 0.5], '{"image": 3, "bbox_2d": [287, 210, 574, 420]}'),
+        ("qwen2_5_vl", 2, [0.25, 0.25, 0.5, 0.5], '{"image": 3, "bbox_2d": [1001, 749, 2002, 1498]}'),
     ],
 )
 def test_render_answer(name, image, box, expected):

@@ -21,7 +21,7 @@ def pool_tasks(store, n: int = 6):
     return write_version(store, "tasks", table=pa.concat_tables([table, rows.to_table([mc], "tasks")]))
 
 
-def scripted(tasks):
+def scripted(tasks, store=None):
     """The loopback server's policy: sample i of task t is right iff i < PASSES[t]."""
     from openai_server import GroundTruthPolicy
 
@@ -30,7 +30,7 @@ def scripted(tasks):
             task = self.find(request)
             return self.answer(task, sample_index, right=sample_index < PASSES[task["id"]])
 
-    return Scripted(tasks)
+    return Scripted(tasks, store=store)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def server(store):
     from openai_server import FakeOpenAIServer
 
     version = pool_tasks(store)
-    with FakeOpenAIServer(scripted(version.table().to_pylist())) as srv:
+    with FakeOpenAIServer(scripted(version.table().to_pylist(), store)) as srv:
         srv.tasks_version = version
         yield srv
 

@@ -19,6 +19,7 @@ a named reason: TRL's collator would otherwise silently truncate the answer.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ TRAINABLE_KINDS = ("cot", "tasks", "rl-pool")
 # would make the image count disagree with the placeholders.
 IMAGE_MARKERS = ("<|image_pad|>", "<|vision_start|>", "<|video_pad|>", "<image>")
 EXAMPLES_PER_REASON = 5
+# Coordinates written in free text: a point "(x, y)", a box "[x1, y1, x2, y2]", or a bbox_2d key.
+_REASONING_COORDS = re.compile(r"\(\s*\d+(?:\.\d+)?\s*,\s*\d+(?:\.\d+)?\s*\)"
+                               r"|\[\s*\d+(?:\.\d+)?(?:\s*,\s*\d+(?:\.\d+)?){3}\s*\]|bbox_2d")
 
 
 @dataclass
@@ -51,6 +55,7 @@ class DataInfo:
     max_visual_tokens: int = 0
     length_limit: int | None = None
     repeated_by_difficulty: int = 0
+    image_pixels: dict | None = None  # the frame the targets were rendered in (qwen2_5_vl), else None
 
     def to_record(self) -> dict:
         return dict(vars(self))
@@ -79,7 +84,8 @@ def data_info(version, profile) -> DataInfo:
     manifest = (version.path / "manifest.json").read_bytes()
     return DataInfo(ref=version.ref, name=version.name, version=version.id, kind=version.kind,
                     manifest_sha256=hashlib.sha256(manifest).hexdigest(), profile=profile.name,
-                    profile_version=profile.version)
+                    profile_version=profile.version,
+                    image_pixels=profile.budget.record() if getattr(profile, "budget", None) else None)
 
 
 def build_prompt_messages(question: str, n_images: int, profile) -> list[dict]:
@@ -137,14 +143,47 @@ def render_target(row: dict, profile, reasoning: str = "") -> str:
     return profile.render(reasoning, row["target_image"], row["target_box"], _image_sizes(row))
 
 
+def cot_target(row: dict, profile) -> str:
+    """A cot row's answer in the trainer's frame: its reasoning, the image it names and the
+    ground-truth box, rendered by `profile` (the trainer's: its processor's pixel bounds).
+
+    The store keeps the answer canonically (image index + normalised box + reasoning), so
+    one cot version serves any budget; the `completion` column is the rendering at the
+    budget it was built with, kept for reading."""
+    return profile.render(row.get("reasoning") or "", row["pred_image"], row["target_box"], _image_sizes(row))
+
+
+def check_reasoning_frame(version, rows: list[dict], profile) -> None:
+    """Refuse cot rows whose reasoning quotes coordinates in a pixel frame other than the trainer's.
+
+    The answer is re-rendered (cot_target), free text is not: training on it would teach
+    coordinates in one frame while the rewards read another."""
+    budget = getattr(profile, "budget", None)
+    if budget is None or version.kind != "cot":
+        return
+    built = (version.manifest.get("config") or {}).get("image_pixels")
+    if built == budget.record():
+        return
+    quoting = [r["id"] for r in rows if _REASONING_COORDS.search(r.get("reasoning") or "")]
+    if quoting:
+        was = f"min_pixels={built['min_pixels']};max_pixels={built['max_pixels']}" if built else "an unrecorded budget"
+        raise UserError(f"{len(quoting)} rows of {version.ref} (first: {quoting[0]}) quote coordinates in their "
+                        f"reasoning in the {profile.name} frame of {was}, and this trainer reads {budget}: train with "
+                        "image_min_pixels/image_max_pixels equal to the build's, or rebuild the cot version with "
+                        "--image-min-pixels/--image-max-pixels equal to the trainer's")
+
+
 def sft_record(row: dict, store, profile, kind: str) -> tuple[dict | None, str | None]:
     base, why = _row_base(row, store, profile)
     if why:
         return None, why
     if kind == "cot":
-        text = row.get("completion")
-        if not text:
+        if not row.get("completion") or row.get("pred_image") is None or row.get("target_box") is None:
             return None, "no_completion"
+        try:
+            text = cot_target(row, profile)
+        except ValueError:
+            return None, "unrenderable_target"
     elif row.get("target_box") is None or row.get("target_image") is None:
         return None, "no_box_target"  # multiple choice: nothing for a grounding profile to render
     else:
@@ -336,6 +375,7 @@ def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: 
     `ref` is a reference, or a Version that `open_version` already checked."""
     version, profile, info, rows = _open_rows(store, ref, processor, model_type, profile_name, max_rows,
                                               model_profile)
+    check_reasoning_frame(version, rows, profile)
     by_id = {r["id"]: r for r in rows}
     records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind), info)
     sizes = [_image_sizes(by_id[r["id"]]) for r in records]

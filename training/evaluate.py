@@ -94,9 +94,11 @@ def score_prediction(task: dict, completion: str | None, profile, model: str) ->
         return rec
     sizes = [(i["width"], i["height"]) for i in task["images"]]
     s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
+    # A pixel answer (qwen2_5_vl) is read in the target image's resized frame, not as 0-1000.
+    frame = profile.frame(sizes[task["target_image"]]) if getattr(profile, "budget", None) else None
     rec.update(pred_image=s.parsed.image, pred_box=s.parsed.box, format_ok=s.format_ok,
                image_correct=s.image_correct, iou=s.iou,
-               official_iou=official_completion_iou(text, list(task["target_box"])))
+               official_iou=official_completion_iou(text, list(task["target_box"]), frame))
     return rec
 
 
@@ -198,8 +200,8 @@ def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, m
     if counts["missing"] or counts["unknown"]:
         print(f"eval: {counts['missing']} task(s) without a prediction (scored as empty answers), "
               f"{counts['unknown']} prediction(s) for unknown ids (ignored)", file=sys.stderr)
-    metrics = {"model": model_name, "bench": version.ref, "profile": profile.name, "counts": counts,
-               **compute_metrics(pred)}
+    metrics = {"model": model_name, "bench": version.ref, "profile": profile.name,
+               "profile_version": profile.version, "counts": counts, **compute_metrics(pred)}
     config = {"model": model_name, "profile": profile.name, "profile_version": getattr(profile, "version", None),
               "scoring_version": SCORING_VERSION, "source": source or {}, "limit": limit}
     name = name or f"{version.name}-pred-{model_slug(model_name)}"

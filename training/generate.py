@@ -97,10 +97,12 @@ class LocalGenerator:
         return [g * k if per_prompt == 1 else g for g in grouped]
 
 
-def load_generator(path: str | Path, device: str | None = None, dtype: str | None = None) -> LocalGenerator:
+def load_generator(path: str | Path, device: str | None = None, dtype: str | None = None,
+                   min_pixels: int | None = None, max_pixels: int | None = None) -> LocalGenerator:
     """Load `path` (a model folder, a Hub id or a LoRA adapter, merged) for generation.
 
-    dtype: float32 on CPU; bfloat16 on CUDA where supported, else float16."""
+    dtype: float32 on CPU; bfloat16 on CUDA where supported, else float16. min/max_pixels
+    override the processor's resize bounds (the stage's pixel budget; None keeps the folder's)."""
     import torch
 
     from training.models import load_model_and_processor
@@ -108,5 +110,5 @@ def load_generator(path: str | Path, device: str | None = None, dtype: str | Non
     device = pick_device(device)
     if dtype is None and device.startswith("cuda"):
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    model, processor = load_model_and_processor(path, dtype=dtype)
+    model, processor = load_model_and_processor(path, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels)
     return LocalGenerator(model, processor, device)

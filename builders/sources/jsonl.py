@@ -107,13 +107,14 @@ def to_norm1(box, frame: str, images: list[Path], target: int | None, root: Path
 
 
 def _image_size(path: Path, root: Path) -> tuple[int, int] | None:
-    """The header size of an image, or None; full checks happen in ingest."""
+    """The header size of an image as displayed (EXIF orientation applied: ingest stores it
+    upright, and a pixel box is drawn on what the user sees), or None; full checks happen in ingest."""
     from PIL import Image
 
-    from builders.images import resolve_path
+    from builders.images import displayed_size, resolve_path
 
     try:
         with Image.open(resolve_path(path, root)) as im:
-            return im.size
+            return displayed_size(im)
     except Exception:  # missing, escaping or broken: ingest rejects it by name
         return None
