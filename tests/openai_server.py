@@ -196,6 +196,64 @@ class GroundTruthPolicy:
         return self(request, sample_index) if task is None else self.answer(task, sample_index, right=False)
 
 
+class ServedQwenPolicy:
+    """Answers as a served Qwen2.5-VL does: in pixels of ITS OWN resize of what it received.
+
+    It decodes every image of the request, resizes it with its own smart_resize
+    (default: the Hub preprocessor bounds of Qwen2.5-VL-7B-Instruct, min 3136,
+    max 12845056, factor 28), and answers `{"image": k, "bbox_2d": [x1, y1, x2, y2]}`
+    (1-based image) in pixels of that resized image. It knows nothing of how the
+    client resized or what the store holds: a client that reads the answer in any
+    other frame scores right answers at the wrong scale.
+
+    tasks: task rows, found by their question (unique in the tests that use this).
+    right(task, sample_index) -> bool: a wrong answer names another image, with the
+    box that is right on the target image (so only the image is wrong).
+    """
+
+    def __init__(self, tasks, right=lambda task, sample_index: True, min_pixels: int = 3136,
+                 max_pixels: int = 12845056):
+        self.tasks, self.right = list(tasks), right
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.seen_sizes: list[list[tuple[int, int]]] = []  # what it received, per request
+
+    def find(self, request: dict) -> dict:
+        text = request_text(request)
+        found = [t for t in self.tasks if t["question"] in text]
+        if not found:
+            raise LookupError("no task asks this question")
+        return max(found, key=lambda t: len(t["question"]))
+
+    def received_sizes(self, request: dict) -> list[tuple[int, int]]:
+        import io
+
+        from PIL import Image
+
+        sizes = []
+        for msg in request.get("messages", []):
+            for part in msg.get("content") if isinstance(msg.get("content"), list) else []:
+                if part.get("type") == "image_url":
+                    data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                    with Image.open(io.BytesIO(data)) as im:
+                        sizes.append(im.size)
+        return sizes
+
+    def __call__(self, request: dict, sample_index: int) -> str:
+        from schemas.boxes import smart_resize
+
+        task = self.find(request)
+        sizes = self.received_sizes(request)
+        self.seen_sizes.append(sizes)
+        k = task["target_image"]
+        if not self.right(task, sample_index):
+            k = (k + 1) % len(sizes)
+        h, w = smart_resize(sizes[k][1], sizes[k][0], 28, self.min_pixels, self.max_pixels)
+        x1, y1, x2, y2 = task["target_box"]
+        box = [round(x1 * w), round(y1 * h), round(x2 * w), round(y2 * h)]
+        answer = json.dumps({"image": k + 1, "bbox_2d": box})
+        return f"<think>The object is in image {k + 1}.</think><answer>{answer}</answer>"
+
+
 def echo_policy(request: dict, sample_index: int) -> str:
     """A policy that needs no tasks: echoes the sample index (for transport tests)."""
     return f"<think>sample {sample_index}</think><answer>{len(image_hashes(request))} images</answer>"

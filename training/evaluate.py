@@ -94,8 +94,10 @@ def score_prediction(task: dict, completion: str | None, profile, model: str) ->
         return rec
     sizes = [(i["width"], i["height"]) for i in task["images"]]
     s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
-    # A pixel answer (qwen2_5_vl) is read in the target image's resized frame, not as 0-1000.
-    frame = profile.frame(sizes[task["target_image"]]) if getattr(profile, "budget", None) else None
+    # A pixel answer (qwen2_5_vl) is in the resized frame of the image it names (of the target
+    # when it names none it can be read for): read as 0-1000 it would be at the wrong scale.
+    named = s.parsed.image if s.parsed.image is not None else task["target_image"]
+    frame = profile.frame(sizes[named]) if getattr(profile, "budget", None) else None
     rec.update(pred_image=s.parsed.image, pred_box=s.parsed.box, format_ok=s.format_ok,
                image_correct=s.image_correct, iou=s.iou,
                official_iou=official_completion_iou(text, list(task["target_box"]), frame))
