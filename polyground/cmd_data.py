@@ -78,6 +78,9 @@ def cmd_show(args) -> int:
              f"tags          {', '.join(t for t, i in store.tags(v.name).items() if i == v.id) or '-'}",
              f"rows          {c['rows']}",
              f"dropped       {sum(c['dropped_by_reason'].values())} {_counts(c['dropped_by_reason'])}"]
+    pixels = m["config"].get("image_pixels") or (m["config"].get("source") or {}).get("image_pixels")
+    if pixels:  # the budget images were resized into: the frame of qwen2_5_vl answers
+        lines.append(f"image pixels  {pixels['min_pixels']}..{pixels['max_pixels']} (images resized into this area)")
     if m.get("contamination"):
         lines.append(f"bench overlap {_counts(m['contamination'])}")
     if m.get("usage"):

@@ -271,3 +271,30 @@ def pool_budget(version):
     from schemas.boxes import PixelBudget
 
     return PixelBudget(**version.manifest["config"]["image_pixels"])
+
+
+def test_rows_over_the_length_limit_are_downscaled_not_dropped(big, processor):
+    """GRPO rows too long at the processor's bounds get smaller images (the rewards read the
+    smaller frame); only a row that overflows even at min_pixels is dropped as too_long."""
+    from schemas.scoring import score_completion
+    from training.data import load_grpo_dataset
+
+    store, _ = big
+    full, info, profile = load_grpo_dataset(store, "big", processor, "qwen2_5_vl", profile_name="qwen2_5_vl")
+    longest = max(info.max_tokens, 1)
+    # 8 visual tokens short of the longest row: it and its like must shrink their images.
+    ds, info, profile = load_grpo_dataset(store, "big", processor, "qwen2_5_vl", profile_name="qwen2_5_vl",
+                                          max_length=longest - 8, on_overflow="refuse")
+    assert info.downscaled > 0 and info.rows_kept == info.rows_in and not info.dropped
+    by_id = {r["id"]: r for r in full}
+    shrunk = [r for r in ds if r["image_sizes"] != by_id[r["id"]]["image_sizes"]]
+    assert len(shrunk) == info.downscaled
+    for r in shrunk:
+        for im, (w, h) in zip(r["images"], r["image_sizes"]):
+            assert im.size == (w, h) and w % 28 == 0 and h % 28 == 0  # the processor leaves it as it is
+        right = profile.render("x", r["target_image"], r["target_box"], r["image_sizes"])
+        s = score_completion(right, r["target_image"], r["equivalent_images"], r["target_box"], r["image_sizes"],
+                             profile)
+        assert s.image_correct and s.iou >= 0.8  # a few dozen pixels a side: integer rounding
+    with pytest.raises(Exception, match="would be cut"):  # no room even at min_pixels: refused, not truncated
+        load_grpo_dataset(store, "big", processor, "qwen2_5_vl", profile_name="qwen2_5_vl", max_length=20)

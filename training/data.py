@@ -56,13 +56,15 @@ class DataInfo:
     length_limit: int | None = None
     repeated_by_difficulty: int = 0
     image_pixels: dict | None = None  # the frame the targets were rendered in (qwen2_5_vl), else None
+    downscaled: int = 0  # rows too long at the processor's bounds, trained on with smaller images
 
     def to_record(self) -> dict:
         return dict(vars(self))
 
     def summary(self) -> str:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items())) or "none"
-        return (f"{self.ref} ({self.kind}): {self.rows_kept}/{self.rows_in} rows, dropped {drops}; "
+        smaller = f", {self.downscaled} with images downscaled to fit" if self.downscaled else ""
+        return (f"{self.ref} ({self.kind}): {self.rows_kept}/{self.rows_in} rows{smaller}, dropped {drops}; "
                 f"longest row {self.max_tokens} tokens (limit {self.length_limit}), profile {self.profile}")
 
 
@@ -132,6 +134,11 @@ def _row_base(row: dict, store, profile) -> tuple[dict | None, str | None]:
         "prompt": build_prompt_messages(row["question"], n, profile),
         "images": [str(store.image_path(i["sha256"])) for i in row["images"]],
     }, None
+
+
+def _resized_row(row: dict, sizes) -> dict:
+    """The row as if its images had these (width, height)s: what a downscaled row renders on."""
+    return {**row, "images": [{**i, "width": w, "height": h} for i, (w, h) in zip(row["images"], sizes)]}
 
 
 def _image_sizes(row: dict) -> list[list[int]]:
@@ -297,12 +304,75 @@ def _problem(count: TokenCount, n_images: int, limit: int | None, budget: int) -
     return None
 
 
+def _pixel_bounds(processor) -> tuple[int, int] | None:
+    size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+    lo, hi = size.get("shortest_edge"), size.get("longest_edge")
+    return (lo, hi) if isinstance(lo, int) and isinstance(hi, int) else None
+
+
+def row_budget(processor, sizes, room: int):
+    """The largest PixelBudget (same min, a lower max) at which these images cost at most `room`
+    visual tokens under the processor's rule, or None when even its min_pixels costs more."""
+    from schemas.boxes import PixelBudget
+
+    bounds = _pixel_bounds(processor)
+    if bounds is None:
+        return None
+
+    def cost(hi: int) -> int:
+        b = PixelBudget(bounds[0], hi)
+        return sum(visual_tokens(processor, *b.resized(w, h)) for w, h in sizes)
+
+    lo, hi = bounds
+    if cost(lo) > room:
+        return None
+    while lo < hi:  # the largest max_pixels that fits: cost grows with it
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= room else (lo, mid - 1)
+    return PixelBudget(bounds[0], lo)
+
+
+def _downscaled(record: dict, sizes, budget, remake) -> tuple[dict, list[list[int]]]:
+    """The row remade for its images resized into `budget`: the images as bytes of exactly the
+    resized size (the processor then leaves them as they are), targets rendered on those sizes."""
+    from builders.images import fit
+
+    new = [list(budget.resized(w, h)) for w, h in sizes]
+    rec = remake(record, new)
+    images = []
+    for path, (w, h) in zip(record["images"], new):
+        with open(path, "rb") as f:
+            images.append({"bytes": fit(f.read(), w, h), "path": None})
+    return {**rec, "images": images}, new
+
+
 def preflight(records: list[dict], processor, sizes: list, limit: int | None, budget: int,
-              on_overflow: str, info: DataInfo) -> list[dict]:
+              on_overflow: str, info: DataInfo, remake=None) -> list[dict]:
     """Refuse, or drop with a named reason, every row the collator would cut or mis-pair; never truncate.
 
-    `budget` reserves room for generated tokens (GRPO); SFT rows already hold their answer."""
+    `budget` reserves room for generated tokens (GRPO); SFT rows already hold their answer.
+    A row too long at the processor's pixel bounds is first downscaled: its images resized
+    within a lower max_pixels until it fits (`remake(record, new_sizes)` renders its targets
+    on the new sizes, the frame the model then sees); only a row that overflows even at the
+    processor's min_pixels is too_long."""
     counts = count_tokens(records, processor, sizes)
+    if remake is not None and limit is not None:
+        records, sizes, counts = list(records), list(sizes), list(counts)
+        for i, c in enumerate(counts):
+            if c.total + budget <= limit or c.slots != len(sizes[i]):
+                continue
+            fitted = row_budget(processor, sizes[i], limit - budget - (c.total - c.visual))
+            if fitted is None:
+                continue
+            rec, new = _downscaled(records[i], sizes[i], fitted, remake)
+            recount = count_tokens([rec], processor, [new])[0]
+            if recount.total + budget <= limit:  # the re-rendered answer may be a digit longer
+                records[i], sizes[i], counts[i] = rec, new, recount
+                info.downscaled += 1
+        if any(isinstance(r["images"][0], dict) for r in records if r["images"]):
+            # One column type for datasets: every row's images as {"bytes", "path"}.
+            for r in records:
+                r["images"] = [im if isinstance(im, dict) else {"bytes": None, "path": im} for im in r["images"]]
     info.length_limit = limit
     info.max_tokens = max((c.total for c in counts), default=0)
     info.max_visual_tokens = max((c.visual for c in counts), default=0)
@@ -379,7 +449,12 @@ def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: 
     by_id = {r["id"]: r for r in rows}
     records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind), info)
     sizes = [_image_sizes(by_id[r["id"]]) for r in records]
-    records = preflight(records, processor, sizes, max_length, 0, on_overflow, info)
+
+    def remake(rec, new_sizes):
+        out, _ = sft_record(_resized_row(by_id[rec["id"]], new_sizes), store, profile, version.kind)
+        return out
+
+    records = preflight(records, processor, sizes, max_length, 0, on_overflow, info, remake)
     info.rows_kept = len(records)
     _report(info)
     return to_dataset(records), info, profile
@@ -407,9 +482,15 @@ def load_grpo_dataset(store, ref: str, processor, model_type: str, profile_name:
     `ref` is a reference, or a Version that `open_version` already checked."""
     version, profile, info, rows = _open_rows(store, ref, processor, model_type, profile_name, max_rows,
                                               model_profile)
+    by_id = {r["id"]: r for r in rows}
     records = _collect(rows, lambda r: grpo_record(r, store, profile), info)
+
+    def remake(rec, new_sizes):  # image_sizes become the downscaled ones: the frame the rewards read
+        out, _ = grpo_record(_resized_row(by_id[rec["id"]], new_sizes), store, profile)
+        return out
+
     records = preflight(records, processor, [r["image_sizes"] for r in records], max_length, completion_budget,
-                        on_overflow, info)
+                        on_overflow, info, remake)
     if difficulty_alpha is not None:
         if version.kind != "rl-pool":
             raise UserError(f"difficulty weighting needs an rl-pool version (pass_rate); "
