@@ -78,7 +78,8 @@ def cmd_show(args) -> int:
              f"tags          {', '.join(t for t, i in store.tags(v.name).items() if i == v.id) or '-'}",
              f"rows          {c['rows']}",
              f"dropped       {sum(c['dropped_by_reason'].values())} {_counts(c['dropped_by_reason'])}"]
-    pixels = m["config"].get("image_pixels") or (m["config"].get("source") or {}).get("image_pixels")
+    source = m["config"].get("source")
+    pixels = m["config"].get("image_pixels") or (source.get("image_pixels") if isinstance(source, dict) else None)
     if pixels:  # the budget images were resized into: the frame of qwen2_5_vl answers
         lines.append(f"image pixels  {pixels['min_pixels']}..{pixels['max_pixels']} (images resized into this area)")
     if m.get("contamination"):

@@ -133,7 +133,8 @@ def test_preflight_refuses_or_drops_rows_that_would_be_cut(versions, processor):
         tdata.load_sft_dataset(store, ref, processor, "qwen2_5_vl", max_length=60)
 
     def long_answer(r):  # one row with a long reasoning: only it exceeds the limit
-        if r["id"].endswith("-3#0"):
+        if r["id"].endswith("-3#0"):  # the target is rendered from the reasoning (training.data.cot_target)
+            r["reasoning"] = "x " * 300 + r["reasoning"]
             r["completion"] = r["completion"].replace("<think>", "<think>" + "x " * 300)
         return r
 
