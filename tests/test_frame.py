@@ -298,3 +298,27 @@ def test_rows_over_the_length_limit_are_downscaled_not_dropped(big, processor):
         assert s.image_correct and s.iou >= 0.8  # a few dozen pixels a side: integer rounding
     with pytest.raises(Exception, match="would be cut"):  # no room even at min_pixels: refused, not truncated
         load_grpo_dataset(store, "big", processor, "qwen2_5_vl", profile_name="qwen2_5_vl", max_length=20)
+
+
+@pytest.mark.parametrize("max_pixels", [12845056, RECIPE_PIXELS])
+@pytest.mark.parametrize("size", [(1500, 2250), (1920, 1080), (3024, 4032), (800, 600)])
+def test_the_budget_frame_is_the_real_processors_resize(tiny_model, size, max_pixels):
+    """The tiny model's processor set to Qwen2.5-VL-7B-Instruct's published preprocessor values
+    (patch 14, merge 2, temporal patch 2, min 3136): the grid it makes of an image is exactly
+    PixelBudget.resized, the frame polyground sends in and reads qwen2_5_vl answers in."""
+    from PIL import Image
+
+    from schemas.boxes import PixelBudget
+    from training.data import visual_tokens
+    from training.models import load_processor, set_pixel_bounds
+
+    processor = load_processor(str(tiny_model))
+    ip = processor.image_processor
+    ip.patch_size, ip.merge_size, ip.temporal_patch_size = 14, 2, 2
+    set_pixel_bounds(processor, 3136, max_pixels)
+    out = ip(images=[Image.new("RGB", size)], return_tensors="np")
+    _, gh, gw = (int(v) for v in out["image_grid_thw"][0])
+    budget = PixelBudget(3136, max_pixels)
+    assert (gw * 14, gh * 14) == budget.resized(*size)
+    assert budget.resized(*budget.resized(*size)) == budget.resized(*size)  # a sent image resizes to itself
+    assert visual_tokens(processor, *size) == gw * gh // 4
