@@ -23,10 +23,19 @@ def tiny_png(key: str = "", size: tuple[int, int] = PLACEHOLDER_SIZE) -> bytes:
     return buf.getvalue()
 
 
-def write_png(path: Path, key: str | None = None) -> Path:
+def write_png(path: Path, key: str | None = None, size: tuple[int, int] = PLACEHOLDER_SIZE) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tiny_png(str(key if key is not None else path.name)))
+    path.write_bytes(tiny_png(str(key if key is not None else path.name), size))
     return path
+
+
+# Fixture images are non-square and of different sizes, so a test can tell a
+# width from a height and one image's frame from another's.
+FIXTURE_SIZES = ((40, 24), (30, 50))
+
+
+def fixture_size(k: int) -> tuple[int, int]:
+    return FIXTURE_SIZES[k % len(FIXTURE_SIZES)]
 
 
 def write_json(path: Path, value) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tracemalloc
 
@@ -11,55 +12,110 @@ from sources_util import FIXTURES, reasons, split, write_json, write_png
 from builders.sources.mgrounding import iter_json_values, read_mgrounding
 from schemas.errors import UserError
 
-ROOT = FIXTURES / "mgrounding"
+ROOT = FIXTURES / "mgrounding"  # plays the README's data/
+HUB = ROOT / "MGrounding-630k"  # the Hub repository, downloaded and unzipped
+MERGED = HUB / "MGrounding-630k.json"
+GG = "5229016_8929009_6793119_3571391"
 
 
-def test_merged_file_one_task_per_round():
-    items, rejects = split(read_mgrounding(ROOT / "MGrounding-630k.json"))
-    assert rejects == []
-    assert [(it.id, it.task_type, it.target_image) for it in items] == [
-        ("5229016_8929009_6793119_3571391-r0", "gg_train", 2),
-        ("5229016_8929009_6793119_3571391-r1", "gg_train", 0),
-        ("common_000139-r0", "common_train", 1),
-        ("diff_000001-r0", "diff_train", 0),
-        ("got_000001-r0", "ot_train", 2),
-        ("refer_01441-r0", "refer_train", 1),
-        ("region_obj365_17-r0", "region_train", 0),
+def test_hub_layout_one_task_per_round():
+    items, rejects = split(read_mgrounding(MERGED))
+    assert [(it.id, it.task_type, it.target_image, it.meta["target_from"]) for it in items] == [
+        (f"{GG}-r0", "gg_train", 2, "answer"),
+        (f"{GG}-r1", "gg_train", 0, "answer"),
+        ("common_000139-r0", "common_train", 1, "answer"),
+        ("diff_000001-r0", "diff_train", 0, "answer"),
+        ("got_000001-r0", "ot_train", 2, "answer"),
+        ("refer_01441-r0", "refer_train", 1, "question"),  # a bare box: "... locate in the image-2."
+        ("region_obj365_17-r0", "region_train", 0, "answer"),
+        ("free_000001-r0", "free_form", 1, "answer"),
+        (items[-1].id, "free_form", 0, "answer"),
     ]
+    # the same id on a different conversation: a content-derived id, not a duplicate_id
+    assert re.fullmatch(r"free_000001~[0-9a-f]{12}-r0", items[-1].id)
+    assert items[-1].meta["original_id"] == "free_000001" and items[-1].meta["id_from"] == "content"
+    # quarantined under names of their own, not as parse failures
+    assert reasons(rejects) == {"reg_5229016_8929009-r0": "text_answer", "common_000285-r0": "multi_box_answer"}
+    assert "2 boxes" in rejects[1].detail
     first, second = items[0], items[1]
     assert first.target_box == [0.316, 0.058, 0.764, 0.999]
     assert second.target_box == [0.408, 0.656, 0.578, 0.997]
     assert first.question.startswith("Give the bounding box") and "<image>" not in first.question
     assert first.images == second.images and len(first.images) == 4
+    # "./MGrounding-630k/..." starts from the folder ABOVE the merged file's folder
+    assert first.images[0] == ROOT / "./MGrounding-630k/Group_Grounding/SA-1B/sa_5229016.png"
     assert all(p.is_file() for it in items for p in it.images)
     assert first.meta["object_refs"] == ["a statue of a man"] and second.meta["round"] == 1
     assert first.meta["answer_raw"].startswith("It's in the third image.")
+    assert first.meta["source_file"] == "MGrounding-630k.json"
     assert items[4].meta["input_boxes"] == [[0.139, 0.305, 0.495, 0.743]]
     assert {it.source for it in items} == {"mgrounding"}
 
 
-def test_folder_with_the_merged_file_reads_only_it():
-    merged = [it.id for it in read_mgrounding(ROOT / "MGrounding-630k.json")]
-    assert [it.id for it in read_mgrounding(ROOT)] == merged
+@pytest.mark.parametrize("where", ["file", "folder", "parent"])
+def test_path_to_the_merged_file_its_folder_or_the_parent(where):
+    path = {"file": MERGED, "folder": HUB, "parent": ROOT}[where]
+    assert [it.id for it in read_mgrounding(path)] == [it.id for it in read_mgrounding(MERGED)]
+    # the per-task files beside the merged file are never read: no conversation twice
+    assert {it.meta["source_file"] for it in split(read_mgrounding(path))[0]} == {
+        str(MERGED.relative_to(path if path.is_dir() else path.parent))}
+
+
+def test_readme_tree_layout_json_beside_the_folder(tmp_path):
+    """data/MGrounding-630k.json beside data/MGrounding-630k/: the paths start at the json's folder."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT, data)
+    (data / "MGrounding-630k" / "MGrounding-630k.json").rename(data / "MGrounding-630k.json")
+    expected = [it.id for it in read_mgrounding(MERGED)]
+    for path in (data / "MGrounding-630k.json", data, tmp_path):
+        assert [it.id for it in read_mgrounding(path)] == expected
+
+
+def test_two_merged_files_are_a_clear_error(tmp_path):
+    for sub in ("a", "b"):
+        write_json(tmp_path / sub / "MGrounding-630k.json", [])
+    with pytest.raises(UserError, match=r"2 copies of MGrounding-630k.json .*pass --path to one"):
+        list(read_mgrounding(tmp_path))
+
+
+def test_cli_builds_the_hub_layout_from_any_of_the_three_paths(tmp_path, capsys):
+    from builders.store import Store
+    from polyground.cli import main
+
+    for k, path in enumerate((MERGED, HUB, ROOT)):
+        store = tmp_path / f"s{k}"
+        code = main(["--store", str(store), "build", "tasks", "--source", "mgrounding", "--path", str(path),
+                     "--name", "mg", "--quiet"])
+        assert code == 0, capsys.readouterr().err
+        version = Store(store).resolve("mg")
+        dropped = version.manifest["counts"]["dropped_by_reason"]
+        assert version.manifest["counts"]["rows"] == 9 and dropped == {"multi_box_answer": 1, "text_answer": 1}
+        sizes = {(i["width"], i["height"]) for row in version.table().to_pylist() for i in row["images"]}
+        assert sizes == {(40, 24), (30, 50)}
 
 
 def test_per_task_files_resolve_either_path_layout(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(ROOT, data)
-    (data / "MGrounding-630k.json").unlink()
+    (data / "MGrounding-630k" / "MGrounding-630k.json").unlink()
     items, rejects = split(read_mgrounding(data))
-    assert rejects == []
+    assert reasons(rejects) == {"common_000285-r0": "multi_box_answer", "reg_5229016_8929009-r0": "text_answer"}
     assert [it.id for it in items] == [  # sorted files: Common_Object, then Group_Grounding
-        "common_000139-r0", "5229016_8929009_6793119_3571391-r0", "5229016_8929009_6793119_3571391-r1"]
+        "common_000139-r0", f"{GG}-r0", f"{GG}-r1"]
     assert all(p.is_file() for it in items for p in it.images)
     # paths relative to its own folder vs. relative to the data root
     assert items[0].images[0].parent == data / "MGrounding-630k/Common_Object/COCO"
     assert items[1].images[0].parent == data / "MGrounding-630k/Group_Grounding/SA-1B"
+    assert items[1].meta["source_file"] == "MGrounding-630k/Group_Grounding/gg_train_120k.json"
 
 
-def test_path_below_the_data_root_is_a_clear_error():
-    with pytest.raises(UserError, match="pass --path"):
-        list(read_mgrounding(ROOT / "MGrounding-630k" / "Group_Grounding"))
+def test_a_per_task_folder_below_the_data_root_reads_its_images_above(tmp_path):
+    """--path MGrounding-630k/Group_Grounding: its paths start two folders up, which are read."""
+    folder = HUB / "Group_Grounding"
+    items, rejects = split(read_mgrounding(folder))
+    assert [it.id for it in items] == [f"{GG}-r0", f"{GG}-r1"]
+    assert items[0].images[0] == ROOT / "./MGrounding-630k/Group_Grounding/SA-1B/sa_5229016.png"
+    assert all(p.is_file() for it in items for p in it.images)
 
 
 def _conv(cid="c", n=2, rounds=(("Where is the dog?", "It's in the second image. "
@@ -78,10 +134,14 @@ def _answer(text):
 QUARANTINE = [
     ("placeholder_mismatch", "bad", _conv("bad", n=3, placeholders=2)),
     ("placeholder_mismatch", "bad", _conv("bad", n=2, placeholders=3)),
-    ("unparsable_answer", "bad-r0", _answer("A dog on the left. <|box_start|>(1,2),(3,4)<|box_end|>")),
-    ("unparsable_answer", "bad-r0", _answer("It's in the first image, near the door.")),
-    ("unparsable_answer", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)"
-                                            "<|box_end|> <|box_start|>(5,6),(7,8)<|box_end|>")),
+    ("no_target_image", "bad-r0", _answer("A dog on the left. <|box_start|>(1,2),(3,4)<|box_end|>")),
+    ("text_answer", "bad-r0", _answer("It's in the first image, near the door.")),
+    ("multi_box_answer", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)"
+                                           "<|box_end|> <|box_start|>(5,6),(7,8)<|box_end|>")),
+    ("unparsable_answer", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)")),
+    ("unparsable_answer", "bad-r0", _answer("It's in the first image. (1,2),(3,4)")),
+    ("target_out_of_range", "bad-r0", _conv("bad", rounds=(("Locate it in the third image.", "<|box_start|>"
+                                                            "(1,2),(3,4)<|box_end|>"),))),
     ("target_out_of_range", "bad-r0", _answer("It's in the fifth image. <|box_start|>(1,2),(3,4)<|box_end|>")),
     ("invalid_box:inverted", "bad-r0", _answer("It's in the first image. <|box_start|>(300,2),(3,4)<|box_end|>")),
     ("invalid_box:out_of_range", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,1400)<|box_end|>")),
@@ -108,7 +168,40 @@ def test_one_bad_round_keeps_the_others(tmp_path):
     write_json(tmp_path / "a.json", [_conv("m", n=3, rounds=rounds)])
     items, rejects = split(read_mgrounding(tmp_path / "a.json"))
     assert [(it.id, it.target_image) for it in items] == [("m-r0", 0), ("m-r2", 2)]
-    assert reasons(rejects) == {"m-r1": "unparsable_answer"}
+    assert reasons(rejects) == {"m-r1": "text_answer"}
+
+
+@pytest.mark.parametrize("question, target, where", [
+    ("Find it and locate it in the second image.", 1, "question"),
+    ("For the object in the first image, please locate it in the 3th image.", 2, "question"),
+    ("Which region of picture 2 shows the dog?", 1, "question"),  # one image mentioned, no directive
+    ("Compare image 1 and image 3: where is the dog?", None, None),  # two mentioned: not guessed
+])
+def test_a_bare_box_takes_its_image_from_the_question(tmp_path, question, target, where):
+    rec = _conv("b", n=3, rounds=((question, "<|box_start|>(100,200),(300,400)<|box_end|>"),))
+    write_json(tmp_path / "t.json", [rec])
+    items, rejects = split(read_mgrounding(tmp_path / "t.json"))
+    if target is None:
+        assert items == [] and reasons(rejects) == {"b-r0": "no_target_image"}
+    else:
+        assert [(it.target_image, it.meta["target_from"]) for it in items] == [(target, where)]
+
+
+def test_a_reused_id_keeps_both_conversations_and_an_exact_repeat_is_a_duplicate(tmp_path, store):
+    from builders.ingest import ingest
+
+    a = _conv("same")
+    b = _conv("same", rounds=(("Where is the cat?", "It's in the first image. "
+                                                  "<|box_start|>(10,20),(30,40)<|box_end|>"),))
+    for i in range(2):
+        write_png(tmp_path / "img" / f"{i}.png")
+    write_json(tmp_path / "t.json", [a, b, a, b])
+    items = list(read_mgrounding(tmp_path / "t.json"))
+    derived = items[1].id
+    assert [it.id for it in items] == ["same-r0", derived, "same-r0", derived] and derived.startswith("same~")
+    records, rejects = ingest(items, store, progress=False, root=tmp_path)
+    assert [r["id"] for r in records] == ["same-r0", derived]
+    assert [(r["id"], r["reason"]) for r in rejects] == [("same-r0", "duplicate_id"), (derived, "duplicate_id")]
 
 
 def test_missing_id_uses_file_and_position(tmp_path):

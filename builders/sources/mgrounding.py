@@ -1,30 +1,48 @@
 """MGrounding-630k reader: streamed conversations, one grounding task per round.
 
-Layout (Migician README): the merged `MGrounding-630k.json` next to a
-`MGrounding-630k/` folder of per-task files (common_train_70k.json,
-gg_train_120k.json, ...) and images. Each file is one JSON list of
-`{"id", "images": [relative paths], "conversations": [{"from": "human"|"gpt",
-"value"}...], "type"}`. The first human turn carries one `<image>` placeholder
-per image; every human/gpt pair is one task; the answer names the image in
-words and gives a 0-1000 box: "It's in the third image. <|box_start|>(316,58),
-(764,999)<|box_end|>".
+Layout as released (Hub dataset Michael4933/MGrounding-630k; Migician README):
+the Hub repository root holds the merged `MGrounding-630k.json` beside one zip
+per task class (Common_Object.zip, Group_Grounding.z01..zip, ...), which unzip
+into `Common_Object/`, `Group_Grounding/`, ... each with its per-task file
+(common_train_70k.json, gg_train_120k.json, _gg_reg_40k.json, ...) and images.
+The README downloads the repository into `data/MGrounding-630k/`; its tree
+also shows `data/MGrounding-630k.json` beside `data/MGrounding-630k/`. Either
+way the image paths, `./MGrounding-630k/Group_Grounding/SA-1B/...`, start from
+`data/`: the folder ABOVE the merged file's folder in the Hub layout.
 
-`--path` is a JSON file or a folder; images must lie under it (under the
-file's folder for a file), the root ingest confines image paths to. A folder holding the merged file reads
-only that file (it contains every per-task file); otherwise every `*.json`
-under it, in sorted order. The merged file is hundreds of MB, so files are
-streamed item by item (`iter_json_values`): memory stays bounded by the
-largest item, not the file.
+Each file is one JSON list of `{"id", "images": [relative paths],
+"conversations": [{"from": "human"|"gpt", "value"}...], "type"}`. The first
+human turn carries one `<image>` placeholder per image; every human/gpt pair is
+one task. The answer names the image in words and gives a 0-1000 box ("It's in
+the third image. <|box_start|>(316,58),(764,999)<|box_end|>"), or gives only
+the box while the question names the image (the MIG-Bench style: "... locate
+it in the second image."): the target then comes from the question.
 
-Image paths: the README's merged example writes them relative to the folder
-of the merged file (`./MGrounding-630k/Group_Grounding/...`); per-task files
-may use the same prefix from a deeper folder. So per file, the base folder is
-the JSON's folder or the nearest parent (up to `--path`) where an image of
-one of the first records exists; if none exists, the JSON's folder (ingest
-then quarantines `missing_image`).
+`--path` is the merged file, its folder, or the folder above (a per-task file
+or a folder of per-task files works too). The merged file holds every per-task
+file's conversations, so a folder that holds it (or holds it one level down)
+reads ONLY the merged file; a folder without it reads every `*.json` under it.
+Each item's meta names the file it came from (`source_file`), so a version
+says which was read. Image paths resolve per file from the nearest of the
+JSON's folder and its parents (up to two above `--path`) where an image of
+the first records exists. The files themselves still lie inside `--path`'s
+folder (`data/MGrounding-630k/./MGrounding-630k/...` is
+`data/MGrounding-630k/...`), the root ingest confines reads to. The merged
+file is 1.42 GB, so files are streamed item by item (`iter_json_values`):
+memory stays bounded by the largest item.
+
+Quarantine reasons of this reader, besides the shared ones: `multi_box_answer`
+(several boxes: a later issue will use them), `text_answer` (no box: the
+referring-expression answers of group grounding's REG task), `unparsable_answer`
+(a box-like answer that does not parse), `no_target_image` (a bare box while
+the question names no single image). The README says `id` "can be ignored":
+a reused id whose conversation differs gets a content-derived id
+(`<id>~<12 hex>`); an exact repeat keeps its id, so ingest reports it as
+`duplicate_id`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -32,18 +50,23 @@ from pathlib import Path
 
 from builders.sources.base import Reject, SourceItem
 from builders.sources.migbench import clip_box
-from builders.sources.words import BOX_RE, OBJECT_REF_RE, REF_RE, is_url, parse_boxes, statement_target
+from builders.sources.words import (
+    BOX_RE, OBJECT_REF_RE, REF_RE, directive_target, is_url, parse_boxes, statement_target,
+)
+from schemas.profiles import image_mentions
 from schemas.errors import UserError
 
 SOURCE = "mgrounding"
 MERGED = "MGrounding-630k.json"
 PLACEHOLDER = "<image>"
 CHUNK = 1 << 16  # characters read at a time
-ABOVE_LEVELS = 2  # folders above --path checked for a "pass --path" hint
+ABOVE_LEVELS = 2  # folders above --path where image paths may start (the Hub layout)
 BASE_TRIES = 20  # records tried for an existing image before assuming the JSON's folder
 MAX_ITEM_CHARS = 64 << 20  # one conversation is a few KB; beyond this the JSON is broken
 WHITESPACE = " \t\r\n"
 ENDS_VALUE = WHITESPACE + ',]}[{"'
+# Something shaped like a box that BOX_RE does not read ("(1,2),(3,4)" without the tokens).
+BOX_SHAPE = re.compile(r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)\s*,?\s*\(\s*-?\d")
 
 
 class _Buffer:
@@ -116,31 +139,61 @@ def iter_json_values(path: Path, chunk: int = CHUNK) -> Iterator[object]:
             yield b.value(decoder)
 
 
+def merged_file(folder: Path) -> Path | None:
+    """The merged file in `folder` or one folder down (the Hub snapshot under `data/`)."""
+    found = [f for f in (folder / MERGED, *sorted(folder.glob(f"*/{MERGED}"))) if f.is_file()]
+    if len(found) > 1:
+        raise UserError(f"mgrounding: {len(found)} copies of {MERGED} under {folder} "
+                        f"({', '.join(str(f.relative_to(folder)) for f in found)}); pass --path to one")
+    return found[0] if found else None
+
+
 def json_files(path: Path) -> list[Path]:
     """The JSON files a `--path` names (see the module docstring)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise UserError(f"mgrounding: {path} not found")
-    if (path / MERGED).is_file():
-        return [path / MERGED]
+    merged = merged_file(path)
+    if merged is not None:
+        return [merged]
     files = sorted(path.rglob("*.json"))
     if not files:
         raise UserError(f"mgrounding: no .json file under {path}")
     return files
 
 
-def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
-    """Yield one SourceItem per human/gpt round of every conversation."""
+def _top(path: Path) -> Path:
+    return path if path.is_dir() else path.parent
+
+
+def file_bases(path: Path) -> list[tuple[Path, Path]]:
+    """[(JSON file, folder its image paths start from)] for a `--path`."""
     path = Path(path).absolute()  # ingest reads a relative path as relative to the root
-    top = path if path.is_dir() else path.parent
+    top = _top(path)
+    out = []
     for file in json_files(path):
-        base = None  # found from the first record with an existing image
+        base = None
         try:
             for i, rec in enumerate(iter_json_values(file)):
-                if base is None and i < BASE_TRIES:
-                    base = image_base(file.parent, top, rec)
-                yield from parse_conversation(rec, base or file.parent, f"{file.stem}-{i}")
+                base = image_base(file.parent, top, rec)
+                if base is not None or i + 1 >= BASE_TRIES:
+                    break
+        except ValueError:
+            pass  # a broken file: read_mgrounding names it while reading
+        out.append((file, base or file.parent))
+    return out
+
+
+def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
+    """Yield one SourceItem per human/gpt round of every conversation."""
+    digests: dict[int, int] = {}  # hash of an id -> hash of the first content seen under it
+    top = _top(Path(path).absolute())
+    for file, base in file_bases(path):
+        name = str(file.relative_to(top)) if file.is_relative_to(top) else file.name
+        try:
+            for i, rec in enumerate(iter_json_values(file)):
+                yield from parse_conversation(rec, base, f"{file.stem}-{i}", digests, name)
         except ValueError as e:  # a truncated download: keep what parsed, name the rest
             yield Reject(None, "malformed_json", f"{file.name}: {e}; the rest of the file is skipped",
                          {"file": str(file)})
@@ -151,31 +204,41 @@ def image_base(folder: Path, top: Path, rec: object) -> Path | None:
 
     None when none of this record's images exists anywhere (try the next record);
     a record whose images all miss is quarantined by ingest whatever the base.
-    Searches from the JSON's folder up to `top` (the folder of `--path`, the
-    root ingest confines images to). Images found only above `top` mean the
-    user pointed below the data root: say which folder to pass instead.
+    Searches from the JSON's folder up to `top` (the folder of `--path`), then up
+    to ABOVE_LEVELS folders above it, where the Hub layout's paths start.
     """
     images = rec.get("images") if isinstance(rec, dict) else None
     images = [p for p in images if isinstance(p, str) and p and not is_url(p)] if isinstance(images, list) else []
     if not images:
         return None
     inside = [folder, *(p for p in folder.parents if top == p or top in p.parents)]
-    for base in inside:
+    for base in inside + list(top.parents[:ABOVE_LEVELS]):
         if any((base / p).is_file() for p in images):
             return base
-    for base in top.parents[:ABOVE_LEVELS]:  # only for the hint: every image must be there
-        if all((base / p).is_file() for p in images):
-            raise UserError(f"mgrounding: the image paths in {folder} are relative to {base}, "
-                            f"above --path {top}; pass --path {base}")
     return None
 
 
-def parse_conversation(rec: object, base: Path, fallback_id: str) -> Iterator[SourceItem | Reject]:
+def conversation_id(rec: dict, fallback_id: str, digests: dict[int, int]) -> tuple[str, bool]:
+    """(id, derived): the record's id, or `<id>~<12 hex of its content>` when an earlier
+    record used the id for a different conversation. An exact repeat keeps the id."""
+    raw = rec.get("id")
+    cid = str(raw if raw not in (None, "") else fallback_id)
+    content = json.dumps({k: v for k, v in rec.items() if k != "id"}, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.blake2b(content.encode(), digest_size=8).digest()
+    key = int.from_bytes(hashlib.blake2b(cid.encode(), digest_size=8).digest(), "big")
+    first = digests.setdefault(key, int.from_bytes(digest, "big"))
+    if first == int.from_bytes(digest, "big"):
+        return cid, False
+    return f"{cid}~{digest.hex()[:12]}", True
+
+
+def parse_conversation(rec: object, base: Path, fallback_id: str, digests: dict[int, int] | None = None,
+                       source_file: str = "") -> Iterator[SourceItem | Reject]:
     """One conversation -> one SourceItem (or Reject) per round."""
     if not isinstance(rec, dict):
         yield Reject(fallback_id, "malformed_record", f"item is a {type(rec).__name__}", {"value": rec})
         return
-    cid = str(rec.get("id") if rec.get("id") not in (None, "") else fallback_id)
+    cid, derived = conversation_id(rec, fallback_id, {} if digests is None else digests)
     rounds, problem = _rounds(rec)
     if problem:
         yield Reject(cid, "malformed_record", problem, rec)
@@ -191,8 +254,9 @@ def parse_conversation(rec: object, base: Path, fallback_id: str) -> Iterator[So
                      f"{placeholders} {PLACEHOLDER} placeholders for {len(images)} images", rec)
         return
     paths = [base / p for p in images]
+    extra = {"source_file": source_file, **({"original_id": rec.get("id"), "id_from": "content"} if derived else {})}
     for r, (question, answer) in enumerate(rounds):
-        yield parse_round(rec, cid, r, question, answer, paths)
+        yield parse_round(rec, cid, r, question, answer, paths, extra)
 
 
 def _rounds(rec: dict) -> tuple[list[tuple[str, str]], str | None]:
@@ -212,39 +276,61 @@ def _rounds(rec: dict) -> tuple[list[tuple[str, str]], str | None]:
     return [(turns[k]["value"], turns[k + 1]["value"]) for k in range(0, len(turns), 2)], None
 
 
-def parse_answer(answer: str, n_images: int) -> tuple[int, list[float]] | str:
-    """(target image, 0-1 box) from "It's in the third image. <|box_start|>...", else why not."""
-    boxes = parse_boxes(answer)
-    if len(boxes) != 1:
-        return f"{len(boxes)} <|box_start|>(x1,y1),(x2,y2)<|box_end|> boxes, expected 1"
+def answer_target(answer: str, n_images: int) -> int | None:
+    """The image the answer names ("It's in the third image."), else None."""
     target = statement_target(answer, n_images)
     if target is None:
         named = {m.group(0).lower() for m in REF_RE.finditer(BOX_RE.sub("", answer))}
         if len(named) == 1:
             target = statement_target(f"it is in {named.pop()}", n_images)
-        elif not named and n_images == 1:
-            target = 0  # one image: nothing to name
+    return target
+
+
+def question_target(question: str, n_images: int) -> int | None:
+    """The image the question asks about: its last locate-directive ("... locate it in the
+    3th image"), else the one image it mentions (schemas.profiles.image_mentions)."""
+    target = directive_target(question, n_images)
     if target is None:
-        return "the answer does not name one image"
-    return target, boxes[0]
+        named = set(image_mentions(OBJECT_REF_RE.sub("", question)))
+        target = named.pop() if len(named) == 1 else None
+    return target
+
+
+def parse_answer(answer: str, question: str, n_images: int) -> tuple[int, list[float], str] | tuple[str, str]:
+    """(target image, 0-1 box, where the target came from), else (reason, detail)."""
+    boxes = parse_boxes(answer)
+    if len(boxes) > 1:
+        return "multi_box_answer", f"{len(boxes)} boxes"
+    if not boxes:
+        if "<|box_start|>" in answer or BOX_SHAPE.search(answer):
+            return "unparsable_answer", "a box not in the form <|box_start|>(x1,y1),(x2,y2)<|box_end|>"
+        return "text_answer", "no box in the answer"
+    for where, target in (("answer", answer_target(answer, n_images)),
+                          ("question", question_target(question, n_images)),
+                          ("single_image", 0 if n_images == 1 else None)):
+        if target is not None:
+            return target, boxes[0], where
+    return "no_target_image", "a bare box, and the question names no single image"
 
 
 def parse_round(rec: dict, cid: str, r: int, question: str, answer: str,
-                paths: list[Path]) -> SourceItem | Reject:
+                paths: list[Path], extra: dict | None = None) -> SourceItem | Reject:
     rid = f"{cid}-r{r}"
-    parsed = parse_answer(answer, len(paths))
-    if isinstance(parsed, str):
-        return Reject(rid, "unparsable_answer", f"{parsed}: {answer[:200]!r}", rec)
-    target, raw_box = parsed
-    if target >= len(paths):
-        return Reject(rid, "target_out_of_range", f"answer names image {target + 1} of {len(paths)}", rec)
+    text = re.sub(r"<image>\s*", "", question).strip()
+    parsed = parse_answer(answer, text, len(paths))
+    if len(parsed) == 2:
+        reason, why = parsed
+        return Reject(rid, reason, f"{why}: {answer[:200]!r}", rec)
+    target, raw_box, where = parsed
+    if not 0 <= target < len(paths):
+        return Reject(rid, "target_out_of_range", f"the {where} names image {target + 1} of {len(paths)}", rec)
     box = clip_box(raw_box)
     if isinstance(box, Reject):
         box.id, box.record = rid, rec
         return box
-    text = re.sub(r"<image>\s*", "", question).strip()
     meta = {"type": rec.get("type"), "round": r, "conversation_id": cid, "answer_raw": answer,
-            "input_boxes": parse_boxes(text), "object_refs": OBJECT_REF_RE.findall(text)}
+            "target_from": where, "input_boxes": parse_boxes(text), "object_refs": OBJECT_REF_RE.findall(text),
+            **(extra or {})}
     return SourceItem(
         id=rid, source=SOURCE, task_type=str(rec.get("type") or "mgrounding"), images=list(paths),
         question=text, target_image=target, target_box=box, meta=meta,
