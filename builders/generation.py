@@ -22,7 +22,9 @@ policy in the same folder never reuses its predecessor's samples.
 The prompt is the one training uses (training.data.build_prompt_messages:
 images first, then the question and the profile's format instructions, the
 text of builders.cot.student_prompt); a multiple-choice task gets its
-lettered choices instead of a box format.
+lettered choices instead of a box format, and a BLINK or MMIU task the text
+its benchmark's official evaluation sends (`official_prompt` of its reader;
+`mc_template_id` names which).
 """
 from __future__ import annotations
 
@@ -94,16 +96,40 @@ def open_cache(store) -> ResponseCache:
     return ResponseCache(store.root / "cache" / "responses.sqlite")
 
 
+# Multiple-choice benchmarks rendered as their official evaluation renders them:
+# source -> the reader module whose `official_prompt(task)` and `TEMPLATE_ID` say how.
+OFFICIAL_MC = {"blink": "builders.sources.blink", "mmiu": "builders.sources.mmiu"}
+MC_TEMPLATE_ID = "mc:lettered-choices"  # other multiple-choice sources
+
+
+def _official_mc(task: dict):
+    import importlib
+
+    module = OFFICIAL_MC.get(task.get("source") or "")
+    return importlib.import_module(module) if module else None
+
+
 def prompt_text(task: dict, profile) -> str:
     """The user turn's text: the question and the answer format (or the lettered choices)."""
     if task.get("choices") is None:
         from builders.cot import student_prompt  # the text training.data puts in the prompt (tested equal)
 
         return student_prompt(task, profile)
+    official = _official_mc(task)
+    if official is not None:  # BLINK, MMIU: byte for byte what their own eval sends
+        return official.official_prompt(task)
+    from builders.sources.blink import lists_options
+
     question = task["question"]
-    if "(A)" not in question:  # some sources already list the options in the question
+    if not lists_options(question, task["choices"]):  # some sources already list the options
         question += "".join(f"\n({chr(65 + i)}) {c}" for i, c in enumerate(task["choices"]))
     return question + MC_SUFFIX
+
+
+def mc_template_id(task: dict) -> str:
+    """Which multiple-choice prompt `prompt_text` renders for a task (for a predictions version)."""
+    official = _official_mc(task)
+    return official.TEMPLATE_ID if official is not None else MC_TEMPLATE_ID
 
 
 def user_turn(task: dict, profile, budget=None) -> list[dict]:

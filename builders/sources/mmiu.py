@@ -1,28 +1,33 @@
 """MMIU reader: multiple-choice multi-image questions from JSON, JSON Lines or parquet.
 
-No MMIU file was read here (no network; formats.md), so this reader is
-tolerant. The dataset card (FanqingM/MMIU-Benchmark) names
-`task`, `visual_input_component`, `source`, `options`, `question`,
-`context`, `input_image_path` (question and option images) and `output`
-(the answer). Each field is looked up under the first present of several
-names (FIELDS); a file whose records lack a question, options, answer or
-image field is a UserError naming what is missing and what was found.
+The release (Hub dataset FanqingM/MMIU-Benchmark; MMIUBenchmark/MMIU): `all.json`
+(the file the evaluation scripts open, VLMEvalKit/test_models.py and
+test_interlvl1.5.py) or `all.parquet`, beside one zip per relationship type
+(Low-level-semantic.zip, ...) whose images `input_image_path` names
+("./Low-level-semantic/forensic_detection_blink/..."). Fields (dataset card):
+`task`, `visual_input_component`, `source`, `options`, `question`, `context`,
+`input_image_path` (question and option images) and `output` (the answer).
+`context` already ends with the options: "...\nSelect from the following
+choices.\nA: ...\nD: ...". Each field is looked up under the first present of
+several names (FIELDS), so copies with other names read too.
 
 - options: a list of texts, or one string with a line per option
-  ("A: cat\\nB: dog", "(A) cat", "A. cat"); letter prefixes are removed.
+  ("A: cat\nB: dog", "(A) cat", "A. cat"); letter prefixes are removed.
 - answer: "A", "(A)", "A: cat" or the exact option text -> the letter.
 - images: a list (or one) of paths relative to the file's folder, or Hub
   image structs {bytes, path}.
-- the question keeps `context` (MMIU's task description), since the question
-  alone often does not say what to compare, in the order of MMIU's own
-  evaluation script (MMIUBenchmark/MMIU, VLMEvalKit/test_interlvl1.5.py, which
-  also confirms `all.json`, `task`, `context`, `question` and the list
-  `input_image_path`): the question first for the tasks in QUESTION_FIRST, the
-  context first for the others.
+- question: what MMIU's own evaluation scripts send, byte for byte:
+  `question + "\n" + context` for the 23 tasks in QUESTION_FIRST, else
+  `context + "\n" + question` (neither stripped). The options appear once,
+  inside the context; a record whose text does not list them gets them
+  appended in MMIU's format (meta `options_added`). `official_prompt` adds the
+  scripts' answer instruction.
 
-`--path` is one file or a folder (every .json/.jsonl/.parquet under it);
-`subsets` picks task names. Ids are `mmiu-<id field>` or
-`mmiu-<file stem>-<row>`.
+`--path` is one file or a folder. A folder holding `all.json` reads only it
+(else only `all.parquet`): the two hold the same questions. Otherwise every
+.json/.jsonl/.parquet under it is read, and a file whose records are not
+MMIU's is skipped as one `unknown_layout` reject naming it, not a failed build.
+`subsets` picks task names. Ids are `mmiu-<id field>` or `mmiu-<file stem>-<row>`.
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builders.sources.base import Reject, SourceItem
-from builders.sources.blink import BATCH, _subset_names, answer_letter, image_ref, readable_parquet, strip_letter
+from builders.sources.blink import (
+    BATCH, _subset_names, answer_letter, image_ref, lists_options, readable_parquet, strip_letter,
+)
 from builders.sources.mgrounding import iter_json_values
 from schemas.errors import UserError
 
@@ -56,6 +63,9 @@ QUESTION_FIRST = frozenset({
 })
 OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.:)]\s*(.*)$")
 SUFFIXES = (".json", ".jsonl", ".parquet")
+RELEASE_FILES = ("all.json", "all.parquet")  # the same questions: the first present is read
+ANSWER_SUFFIX = "\nPlease answer the option directly like A,B,C,D..."  # VLMEvalKit/test_models.py
+TEMPLATE_ID = "mmiu:test_models"  # the official scripts' prompt, as `official_prompt` renders it
 
 
 def layout(names) -> dict[str, str]:
@@ -77,44 +87,67 @@ def records(file: Path) -> Iterator[dict]:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH):
                 yield from batch.to_pylist()
         return
-    try:
-        yield from iter_json_values(file)
-    except ValueError as e:
-        raise UserError(f"mmiu: {file} is not valid JSON ({e})") from None
+    yield from iter_json_values(file)  # ValueError on broken JSON: read_mmiu names it
 
 
 def files_under(path: Path) -> list[Path]:
+    """The files a `--path` names (module docstring)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise UserError(f"mmiu: {path} not found")
+    for name in RELEASE_FILES:
+        if (path / name).is_file():
+            return [path / name]
     files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"mmiu: no {'/'.join(SUFFIXES)} file under {path}")
     return files
 
 
+def official_prompt(task: dict) -> str:
+    """The text MMIU's evaluation scripts send for a task row."""
+    return task["question"] + ANSWER_SUFFIX
+
+
 def read_mmiu(path: Path | str, subsets=None, **_ignored) -> Iterator[SourceItem | Reject]:
     """Yield one multiple-choice SourceItem per record; `subsets` picks task names."""
-    import pyarrow.parquet as pq
-
     wanted = _subset_names(subsets)
     # Absolute paths: ingest reads a relative path as relative to the source root.
-    for file in files_under(Path(path).absolute()):
-        names = None
-        if file.suffix == ".parquet":
-            with readable_parquet(file, SOURCE):
-                names = pq.read_schema(file).names
-        roles = layout(names) if names is not None else None
-        for row, rec in enumerate(records(file)):
-            if not isinstance(rec, dict):
-                yield Reject(f"mmiu-{file.stem}-{row}", "malformed_record",
-                             f"a {type(rec).__name__}, not an object", {"value": rec})
-                continue
-            roles = roles or layout(rec.keys())  # JSON: the first record sets the layout
-            task = str(rec.get(roles.get("task", ""), "") or "mmiu")
-            if not wanted or task in wanted:
-                yield parse_record(rec, roles, task, f"{file.stem}-{row}", file.parent)
+    path = Path(path).absolute()
+    files = files_under(path)
+    for file in files:
+        try:
+            yield from read_file(file, wanted)
+        except (UserError, ValueError) as e:
+            why = f"{e}" if isinstance(e, UserError) else f"mmiu: {file} is not valid JSON ({e})"
+            if len(files) == 1:
+                raise UserError(why) from None
+            # one stray or broken file in a folder (a README's JSON, a cache) does not fail the build
+            reason = "unknown_layout" if isinstance(e, UserError) else "malformed_json"
+            yield Reject(f"mmiu-{file.stem}", reason, f"{file.relative_to(path)}: the rest of it is skipped: {why}",
+                         {"file": str(file)})
+
+
+def read_file(file: Path, wanted: set[str]) -> Iterator[SourceItem | Reject]:
+    import pyarrow.parquet as pq
+
+    names = None
+    if file.suffix == ".parquet":
+        with readable_parquet(file, SOURCE):
+            names = pq.read_schema(file).names
+    roles = layout(names) if names is not None else None
+    for row, rec in enumerate(records(file)):
+        if not isinstance(rec, dict):
+            if roles is None:  # the first value is not a record: not an MMIU file
+                raise UserError(f"mmiu: {file} holds a {type(rec).__name__}, not records")
+            yield Reject(f"mmiu-{file.stem}-{row}", "malformed_record",
+                         f"a {type(rec).__name__}, not an object", {"value": rec})
+            continue
+        roles = roles or layout(rec.keys())  # JSON: the first record sets the layout
+        task = str(rec.get(roles.get("task", ""), "") or "mmiu")
+        if not wanted or task in wanted:
+            yield parse_record(rec, roles, task, f"{file.stem}-{row}", file.parent)
 
 
 def parse_options(raw: object) -> list[str] | None:
@@ -151,13 +184,25 @@ def parse_record(rec: dict, roles: dict, task: str, fallback: str, folder: Path)
     if letter is None:
         return Reject(rid, "unparsable_answer",
                       f"answer {rec.get(roles['answer'])!r} with {len(choices)} options", record)
-    question = str(rec.get(roles["question"]) or "").strip()
-    context = str(rec.get("context") or "").strip()
-    parts = [question, context] if task in QUESTION_FIRST else [context, question]
+    question, added = prompt_question(rec, roles, task, choices)
     meta = {"answer_raw": rec.get(roles["answer"]), "options_raw": rec.get(roles["options"]),
+            **({"options_added": True} if added else {}),
             **{k: rec[k] for k in ("context", "visual_input_component", "source") if rec.get(k)}}
     return SourceItem(
-        id=rid, source=SOURCE, task_type=task, images=refs,
-        question="\n".join(p for p in parts if p),
+        id=rid, source=SOURCE, task_type=task, images=refs, question=question,
         choices=choices, answer=letter, meta=meta,
     )
+
+
+def prompt_question(rec: dict, roles: dict, task: str, choices: list[str]) -> tuple[str, bool]:
+    """(question and context joined as MMIU's scripts join them, whether the options were appended)."""
+    question = str(rec.get(roles["question"]) or "")
+    context = rec.get("context")
+    if isinstance(context, str):
+        text = question + "\n" + context if task in QUESTION_FIRST else context + "\n" + question
+    else:  # a copy without the field: the question alone
+        text = question
+    if lists_options(text, choices):
+        return text, False
+    options = "\n".join(f"{chr(ord('A') + i)}: {c}" for i, c in enumerate(choices))
+    return f"{text.rstrip()}\nSelect from the following choices.\n{options}", True
