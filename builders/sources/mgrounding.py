@@ -305,12 +305,14 @@ def parse_answer(answer: str, question: str, n_images: int) -> tuple[int, list[f
         if "<|box_start|>" in answer or BOX_SHAPE.search(answer):
             return "unparsable_answer", "a box not in the form <|box_start|>(x1,y1),(x2,y2)<|box_end|>"
         return "text_answer", "no box in the answer"
-    for where, target in (("answer", answer_target(answer, n_images)),
-                          ("question", question_target(question, n_images)),
-                          ("single_image", 0 if n_images == 1 else None)):
-        if target is not None:
-            return target, boxes[0], where
-    return "no_target_image", "a bare box, and the question names no single image"
+    target, where = answer_target(answer, n_images), "answer"
+    if target is None:  # the question is read only for a bare box
+        target, where = question_target(question, n_images), "question"
+    if target is None and n_images == 1:
+        target, where = 0, "single_image"
+    if target is None:
+        return "no_target_image", "a bare box, and the question names no single image"
+    return target, boxes[0], where
 
 
 def parse_round(rec: dict, cid: str, r: int, question: str, answer: str,
