@@ -47,7 +47,12 @@ Behaviour:
 - Every received response is written to the cache before anything else can
   run, so a crash loses nothing that arrived and a rerun asks nothing twice.
 - The API key is read from `api_key_env` and is never logged, stored, or put
-  in an error message (messages are scrubbed of it); URLs lose any user:password.
+  in an error message. A URL may carry `user:password@`: the client sends
+  them as `Authorization: Basic ...` (in place of the key's Bearer header:
+  a request carries one Authorization) to the URL without them. Every form
+  of the key and the password is scrubbed (builders/secrets.py) from error
+  messages, and from the received text before it is cached or returned
+  (a server may echo the key back); manifests get the URL without credentials.
 """
 from __future__ import annotations
 
@@ -60,9 +65,9 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
-
+from builders import secrets
 from builders.cache import CachedSample, ResponseCache, request_key
+from builders.secrets import redact_url  # noqa: F401 - re-exported: callers import it from here
 from schemas.errors import UserError
 
 
@@ -131,14 +136,6 @@ def image_part(data: bytes, mime: str | None = None) -> dict:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
-def redact_url(url: str) -> str:
-    """The URL without any user:password part (safe for manifests and messages)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def retry_after(headers) -> float | None:
     """Seconds asked for by `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
     try:
@@ -179,16 +176,18 @@ class EndpointClient:
                  image_loader=None):
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise UserError("concurrency must be >= 1, max_retries >= 0 and timeout > 0")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"endpoint URL {redact_url(base_url)!r} is not an http(s) URL "
-                            "(for example http://127.0.0.1:8000/v1)")
+        secrets.check_url(base_url, "endpoint URL")
+        # The SDK gets the URL without credentials (aiohttp refuses them next to an
+        # Authorization header); they go out as this request header instead.
+        self._url, self._auth = secrets.split_credentials(base_url)
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.timeout, self.max_retries, self.concurrency = timeout, max_retries, concurrency
         self.cache, self.breaker_after, self.supports_n = cache, breaker_after, supports_n
         self.backoff, self.backoff_max, self.image_loader = backoff, backoff_max, image_loader
         self.stats: Counter = Counter()
         self._secret = os.environ.get(api_key_env) or ""
+        secrets.register(self._secret)
+        self._headers = {**_JSON, **({"Authorization": self._auth} if self._auth else {})}
         self._consecutive, self._down, self._rng = 0, None, random.Random()
         self._loop, self._api, self._slots = None, None, None
 
@@ -199,7 +198,7 @@ class EndpointClient:
 
     def _scrub(self, text: str) -> str:
         text = str(text).replace(self.base_url, redact_url(self.base_url))
-        return text.replace(self._secret, "***") if self._secret else text
+        return secrets.scrub(text.replace(self._secret, secrets.MASK) if self._secret else text)
 
     def _start(self) -> None:
         """Per-loop state, made lazily in the running loop: one SDK client and the slot semaphore.
@@ -224,7 +223,7 @@ class EndpointClient:
                 http = openai.DefaultAioHttpClient(limits=limits)
             except RuntimeError:  # openai installed without its aiohttp extra: the SDK's default transport
                 http = openai.DefaultAsyncHttpxClient(limits=limits)
-            self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._secret or "EMPTY",
+            self._api = openai.AsyncOpenAI(base_url=self._url, api_key=self._secret or "EMPTY",
                                            max_retries=0, timeout=self.timeout, http_client=http)
         return self._api
 
@@ -241,7 +240,8 @@ class EndpointClient:
         want = list(range(sample_offset, sample_offset + n))
         got = {}
         if self.cache is not None:
-            got = {i: Sample(**vars(c), cached=True) for i, c in self.cache.get(rk, want).items()}
+            got = {i: Sample(**{**vars(c), "text": secrets.scrub_received(c.text)}, cached=True)
+                   for i, c in self.cache.get(rk, want).items()}  # a cache from before scrubbing, too
             self.stats["cache_hits"] += len(got)
         while missing := [i for i in want if i not in got]:
             run = [missing[0]]
@@ -263,8 +263,10 @@ class EndpointClient:
         out = []
         for j, (choice, index) in enumerate(zip(choices, indices)):
             msg = choice["message"]
-            out.append(Sample(index=index, text=msg.get("content") or "", finish_reason=choice.get("finish_reason"),
-                              refusal=msg.get("refusal"), prompt_tokens=prompt if j == 0 else 0,
+            # Scrubbed before anything keeps it: a server that echoes the key must not get it stored.
+            out.append(Sample(index=index, text=secrets.scrub_received(msg.get("content") or ""),
+                              finish_reason=choice.get("finish_reason"),
+                              refusal=secrets.scrub_received(msg.get("refusal")), prompt_tokens=prompt if j == 0 else 0,
                               completion_tokens=completion // k + (completion % k if j == 0 else 0)))
         self.stats["samples"] += len(out)
         self.stats["prompt_tokens"] += prompt
@@ -346,7 +348,7 @@ class EndpointClient:
                 # walks every message part through a type transform and deep-copies the body
                 # (~1 ms a request, the bench's bottleneck); the wire format is the same.
                 raw = await self._client().post("/chat/completions", cast_to=_httpx_response(), content=payload,
-                                                options={"timeout": self.timeout, "headers": _JSON})
+                                                options={"timeout": self.timeout, "headers": self._headers})
                 text = raw.text
         except (TimeoutError, openai.APITimeoutError) as e:
             root = _root_cause(e)
@@ -371,8 +373,8 @@ class EndpointClient:
             return _Transient(kind, f"HTTP {code}", retry_after(e.response.headers))
         where = redact_url(self.base_url)
         if code in (401, 403):
-            self._down = EndpointError(f"endpoint {where} refused the credentials (HTTP {code}); "
-                                       f"check ${self.api_key_env}")
+            what = "the user:password in the URL" if self._auth else f"${self.api_key_env}"
+            self._down = EndpointError(f"endpoint {where} refused the credentials (HTTP {code}); check {what}")
             return self._down
         if code == 404:
             self._down = EndpointError(f"endpoint {where} has no model {self.model!r} or no chat/completions "

@@ -126,6 +126,10 @@ class CotConfig:
         if any(p is not None and p < 0 for p in (self.price_in, self.price_out)):
             raise UserError("--price-in and --price-out must be >= 0")
         parse_shard(self.shard)
+        if self.teacher_url is not None:
+            from builders.secrets import check_url
+
+            check_url(self.teacher_url, "--teacher-url")
         self.budget  # a one-line error now, not after the first request
 
     @property

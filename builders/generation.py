@@ -71,6 +71,9 @@ def policy_identity(path_or_url: str, model_name: str | None = None) -> str:
     folder = Path(path_or_url)
     if folder.is_dir():
         return f"local:{folder.resolve().name}:sha256:{_folder_digest(folder)[:12]}"
+    if "@" in path_or_url or "://" in path_or_url:  # no Hub id holds these: a mistyped URL, maybe with a password
+        raise UserError(f"{redact_url(path_or_url)!r} is neither a model folder nor an http(s) URL "
+                        "(for example http://127.0.0.1:8000/v1)")
     if folder.exists() or path_or_url.startswith((".", "/")):
         raise UserError(f"{path_or_url}: not a model folder")
     return f"hub:{path_or_url}"

@@ -16,6 +16,8 @@
 With `dry_run` nothing is sent: the folder is written (to `out`) and listed.
 The token comes from HF_TOKEN or the saved login (`huggingface_hub.get_token`);
 it is handed to HfApi in memory only and scrubbed from every error message.
+The endpoint must be a plain http(s) URL: `user:password@` in it is refused
+(httpx would send them as Basic auth in place of the token).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builders import secrets
 from builders.cards import CARD
 from schemas.errors import UserError
 
@@ -87,6 +90,15 @@ def export_folder(store, version, folder: Path) -> list[tuple[str, int]]:
     return check_folder(folder)
 
 
+def hub_endpoint(endpoint: str, what: str) -> str:
+    """The Hub endpoint URL, checked: http(s), a valid port, no credentials."""
+    _, auth = secrets.split_credentials(secrets.check_url(endpoint, what))  # registers any for scrub
+    if auth:
+        raise UserError(f"{what} {secrets.redact_url(endpoint)!r} carries user:password; the Hub "
+                        "authenticates with the token (HF_TOKEN), so give the URL without them")
+    return endpoint.rstrip("/")
+
+
 def hub_token() -> str:
     """HF_TOKEN, else the token saved by `hf auth login`; never stored by us."""
     from huggingface_hub import get_token
@@ -94,6 +106,7 @@ def hub_token() -> str:
     token = get_token()
     if not token:
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token is needed)")
+    secrets.register(token)
     return token
 
 
@@ -138,8 +151,8 @@ def hub_errors(repo_id: str, endpoint: str, token: str | None):
         text = _message(cause, repo_id, endpoint) or f"publishing to {repo_id} failed: {type(cause).__name__}: {cause}"
         text = text.splitlines()[0] if text else text
         if token:
-            text = text.replace(token, "***")
-        raise UserError(text) from None
+            text = text.replace(token, secrets.MASK)
+        raise UserError(secrets.scrub(text)) from None
 
 
 def upload(folder: Path, repo_id: str, tag: str, version, *, private: bool, endpoint: str | None,
@@ -177,8 +190,8 @@ def publish(store, ref: str, repo_id: str, *, tag: str | None = None, private: b
         raise UserError(f"--repo {repo_id!r}: {str(e).splitlines()[0]}") from None
     version = store.resolve(ref)
     tag = tag or version.id
+    endpoint = hub_endpoint(endpoint, "--endpoint") if endpoint else hub_endpoint(constants.ENDPOINT, "HF_ENDPOINT")
     token = None if dry_run else hub_token()  # before the export: fail fast without a token
-    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="polyground-publish-"))
     try:
         files = export_folder(store, version, folder)

@@ -3,8 +3,14 @@
 Each command group lives in a `cmd_*.py` module exposing `add_parsers(sub)`;
 handlers import heavy libraries (torch, transformers) lazily so that
 `polyground data ls` stays fast. Errors are one line on stderr and a non-zero
-exit: a `UserError` is printed as is, anything else as an internal error
-(set POLYGROUND_DEBUG=1 for the traceback).
+exit: a `UserError` (argparse's own errors included) is printed as is, anything
+else as an internal error (set POLYGROUND_DEBUG=1 for the traceback). Every
+error line and traceback is scrubbed of the secrets the run holds
+(builders/secrets.py) and has its control characters escaped.
+
+`--config FILE.yaml` (polyground/config.py) gives option values by their
+flag's name; they are checked by the flag's own type, and may stand in for
+required options. Flags given on the command line win.
 """
 from __future__ import annotations
 
@@ -14,6 +20,28 @@ import sys
 from pathlib import Path
 
 from schemas.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a UserError naming the command, no usage block.
+    Sub-command parsers are made of the same class (add_subparsers' default)."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def terminal_safe(text) -> str:
+    """`text` with control and other unprintable characters (ESC sequences, bidi overrides)
+    shown as escapes, so that row values printed to a terminal stay inert; newlines are kept."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 # (group, module): a module with group None adds top-level commands; otherwise
 # it adds sub-commands under the group (`polyground build cot`, ...).
@@ -48,7 +76,7 @@ def open_store(args):
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="polyground", description=__doc__.splitlines()[0])
+    parser = Parser(prog="polyground", description=__doc__.splitlines()[0])
     parser.add_argument("--store", help="store folder (default: $POLYGROUND_STORE or ./polyground-store)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = {}
@@ -105,10 +133,10 @@ def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.A
 
 
 def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Load --config YAML into the leaf parser's defaults; unknown keys are an error."""
+    """Load --config YAML into the leaf parser's defaults (polyground/config.py checks it)."""
     if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
         return
-    import yaml
+    from polyground.config import apply_values, load_config
 
     path = None
     for i, a in enumerate(argv):
@@ -118,23 +146,12 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
             path = a.split("=", 1)[1]
     if path is None:
         raise UserError("--config needs a file")
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"config {path} must be a mapping of option: value")
+    values = load_config(path)
     leaf = _leaf_parser(parser, argv)
     if getattr(leaf, "_polyground_passthrough", False):
         leaf.set_defaults(_config_values=values)  # trainers validate against their dataclasses
         return
-    known = {a.dest for a in leaf._actions}
-    unknown = sorted(k for k in values if k.replace("-", "_") not in known)
-    if unknown:
-        raise UserError(f"config {path}: unknown option(s) {', '.join(unknown)}")
-    leaf.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+    apply_values(leaf, values, f"config {path}")
 
 
 def run(argv: list[str]) -> int:
@@ -147,8 +164,11 @@ def run(argv: list[str]) -> int:
     else:
         args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        (leaf if leaf is not parser else parser).print_help(sys.stderr)
-        return 2
+        if leaf is parser:  # bare `polyground`: the overview
+            parser.print_help(sys.stderr)
+            return 2
+        subs = [a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)]
+        leaf.error(f"choose a command: {', '.join(subs[0].choices)}" if subs else "nothing to do")
     return args.func(args) or 0
 
 
@@ -157,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = run(argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_shown(f"error: {e}"), file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted: nothing half-written is visible in the store; rerun to resume", file=sys.stderr)
@@ -166,10 +186,21 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except Exception as e:  # a traceback shown to a user is a bug: one line, and a way to see more
         if os.environ.get("POLYGROUND_DEBUG"):
-            raise
-        print(f"internal error: {type(e).__name__}: {e} (set POLYGROUND_DEBUG=1 for the traceback)", file=sys.stderr)
+            import traceback
+
+            print(_shown(traceback.format_exc().rstrip("\n")), file=sys.stderr)
+        else:
+            print(_shown(f"internal error: {type(e).__name__}: {e} (set POLYGROUND_DEBUG=1 for the traceback)"),
+                  file=sys.stderr)
         code = 1
     return code
+
+
+def _shown(text: str) -> str:
+    """An error line (or traceback) as printed: without secrets, control characters escaped."""
+    from builders.secrets import scrub
+
+    return terminal_safe(scrub(text))
 
 
 if __name__ == "__main__":

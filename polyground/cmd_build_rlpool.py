@@ -46,8 +46,12 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.generation import make_backend, resolve_frame
+    from builders.generation import is_url, make_backend, resolve_frame
     from builders.rlpool import RLPoolConfig, build_rl_pool, input_version
+    from builders.secrets import check_url
+
+    if is_url(args.policy):
+        check_url(args.policy, "--policy")
 
     config = RLPoolConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
                           min_iou=args.min_iou, band=str(args.band), seed=args.seed, chunk=args.chunk)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polyground.cli import add_config_option, add_pixel_budget_options, open_store
+from polyground.cli import add_config_option, add_pixel_budget_options, open_store, terminal_safe
 from schemas.errors import UserError
 
 
@@ -87,6 +87,10 @@ def _completions(args, store, bench, source: str):
     policy = args.model or args.endpoint
     if source == "--endpoint" and not args.endpoint_model:
         raise UserError("--endpoint needs --endpoint-model NAME (the served model)")
+    if source == "--endpoint":
+        from builders.secrets import check_url
+
+        check_url(args.endpoint, "--endpoint")
     profile, budget, given = resolve_frame(policy, args.endpoint_model, args.profile,
                                            args.image_min_pixels, args.image_max_pixels)
     backend = make_backend(store, policy, args.endpoint_model, profile, concurrency=args.concurrency,
@@ -120,7 +124,7 @@ def run_eval(args) -> int:
     metrics = ev.evaluate(store, bench, completions, profile, label, name=args.name, source=record,
                           limit=args.limit if source != "--predictions" else None, usage=usage)
     ev.write_report(metrics, args.output)
-    sys.stdout.write(ev.metrics_markdown(metrics))
+    sys.stdout.write(terminal_safe(ev.metrics_markdown(metrics)))
     print(f"eval: report in {args.output}", file=sys.stderr)
     print(metrics["predictions"])
     return 0
@@ -133,5 +137,6 @@ def run_compare(args) -> int:
     labels = [m.get("model") or d for d, m in reports]
     # Two reports of the same model (e.g. two benches or checkpoints) are told apart by folder.
     labels = [f"{label} ({d})" if labels.count(label) > 1 else label for label, (d, _) in zip(labels, reports)]
-    sys.stdout.write(ev.compare_table([(label, m) for label, (_, m) in zip(labels, reports)], args.metric))
+    sys.stdout.write(terminal_safe(ev.compare_table([(label, m) for label, (_, m) in zip(labels, reports)],
+                                                    args.metric)))
     return 0

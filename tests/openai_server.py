@@ -27,7 +27,10 @@ Faults are injected at set rates (`Faults`):
 
 For exact tests, `server.script` is a list of transport faults served to the
 next requests in order (before any random draw), and `server.fixed_status`
-(e.g. 401, 404, 400) answers every request with that status.
+(e.g. 401, 404, 400) answers every request with that status. Credentials:
+`server.auth` (an `Authorization` value) answers 401 to any request without
+it; `server.echo_headers` puts the request's headers in every error body, as
+some proxies do (tests prove the client never shows or stores what comes back).
 
 Counters: `server.stats` (requests by outcome, `samples` answered whole) and
 `server.served` ((request content, sample index) -> times answered whole):
@@ -292,8 +295,11 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.keep_requests:
             with srv._lock:
                 srv.requests.append(request)
+                srv.headers.append({k.lower(): v for k, v in self.headers.items()})
+        if srv.auth is not None and self.headers.get("Authorization") != srv.auth:
+            return self._send(401, self._error("invalid credentials", srv))
         if srv.fixed_status:
-            return self._send(srv.fixed_status, {"error": {"message": f"status {srv.fixed_status} (scripted)"}})
+            return self._send(srv.fixed_status, self._error(f"status {srv.fixed_status} (scripted)", srv))
         if srv.latency:
             time.sleep(srv.latency)
         fault = srv.draw_transport_fault()
@@ -310,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
             wait = {"Retry-After": f"{srv.faults.retry_after:g}"}
             return self._send(429, {"error": {"message": "rate limited"}}, wait)
         if fault == "server_error":
-            return self._send(500, {"error": {"message": "internal error"}})
+            return self._send(500, self._error("internal error", srv))
         if fault == "stall":
             time.sleep(srv.faults.stall_s)  # the client has given up by now
             return self._send(503, {"error": {"message": "stalled"}})
@@ -323,6 +329,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'{"id": "chatcmpl-x", "choices": [')
         self.close_connection = True
+
+    def _error(self, message: str, srv: "FakeOpenAIServer") -> dict:
+        if srv.echo_headers:
+            message += f"; request headers: {json.dumps(dict(self.headers.items()))}"
+        return {"error": {"message": message}}
 
     def _send(self, status: int, payload: dict, headers: dict | None = None):
         self._raw(status, json.dumps(payload).encode(), headers)
@@ -345,6 +356,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512  # a burst of 64+ new connections must not be refused
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that gave up (breaker open, timeout) hung up: not a server fault
+        super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """The loopback server. Use as a context manager or call start()/stop().
@@ -364,6 +380,9 @@ class FakeOpenAIServer:
         self.served: Counter = Counter()  # (content key, sample index) -> times answered whole
         self.script: list[str] = []  # transport faults for the next requests, in order
         self.fixed_status: int | None = None
+        self.auth: str | None = None  # the Authorization value required of every request
+        self.echo_headers = False  # error bodies quote the request's headers
+        self.headers: list[dict] = []  # with keep_requests: each request's headers, names lower-case
         self.requests: list[dict] = []  # every parsed request body, in arrival order
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
