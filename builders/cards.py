@@ -50,17 +50,26 @@ def size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "100M<n<1B")
 
 
+# Row values reach the card (task types, sources, generator names): in a text cell,
+# HTML is entity-escaped and the Markdown that makes links, images or code is
+# backslash-escaped, so `<script>` or `<img onerror=...>` render as text.
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "[": "\\[",
+                               "]": "\\]", "|": "\\|", "\n": " ", "\r": " "})
+
+
 def _cell(value) -> str:
-    """One Markdown table cell: JSON for structures, pipes and newlines escaped."""
+    """One Markdown table cell: JSON for structures (a code span, shown literally),
+    text escaped (HTML, Markdown links and code, pipes, newlines)."""
     if value is None:
         return NOT_RECORDED
     if isinstance(value, float):
-        text = f"{value:.4g}"
-    elif isinstance(value, (dict, list)):
-        text = f"`{json.dumps(value, sort_keys=True, ensure_ascii=False)}`"
-    else:
-        text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        if "`" not in text:  # a backtick would close the span: then it is escaped as text
+            return f"`{text}`".replace("|", "\\|")
+        value = text
+    return str(value).translate(_TEXT_ESCAPES)
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.errors import printable
+
 PLOT_DIR = "plots"
 ACC_IOU = 0.5  # Acc@0.5: the usual grounding threshold (MIG-Bench reports it)
 _SIZE = (4.8, 2.8)
@@ -105,10 +107,17 @@ def _save(fig, folder: Path, name: str) -> str:
     return f"{PLOT_DIR}/{name}"
 
 
+def _label(text) -> str:
+    """A row value as a tick label: control characters escaped (matplotlib would warn with
+    them raw, on the terminal) and `$` taken literally (not as mathtext, which can fail)."""
+    return printable(text, keep_newlines=False).replace("$", r"\$")
+
+
 def _bars(folder: Path, name: str, counts: dict[str, int], title: str) -> str:
     fig, ax = _figure()
-    labels = list(counts)[::-1]  # first label on top
-    ax.barh(labels, [counts[k] for k in labels], color="#4c72b0")
+    keys = list(counts)[::-1]  # first label on top
+    ax.barh(range(len(keys)), [counts[k] for k in keys], color="#4c72b0")
+    ax.set_yticks(range(len(keys)), [_label(k) for k in keys])  # positions: equal labels stay two bars
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=8)
     return _save(fig, folder, name)
@@ -134,7 +143,7 @@ def _metrics_plot(folder: Path, metrics: dict[str, dict]) -> str:
     x = np.arange(len(tasks))
     for i, key in enumerate(keys):
         ax.bar(x + i * width, [metrics[t][key] or 0.0 for t in tasks], width, label=key)
-    ax.set_xticks(x + 0.4 - width / 2, tasks, fontsize=7, rotation=20)
+    ax.set_xticks(x + 0.4 - width / 2, [_label(t) for t in tasks], fontsize=7, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_title("metrics per task type", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

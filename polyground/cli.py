@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from schemas.errors import UserError
+from schemas.errors import UserError, printable
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,17 +31,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def terminal_safe(text) -> str:
-    """`text` with control and other unprintable characters (ESC sequences, bidi overrides)
-    shown as escapes, so that row values printed to a terminal stay inert; newlines are kept."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+    """`text` as printed to a terminal: control characters escaped, newlines kept."""
+    return printable(text)
 
-
-def _escape(c: str) -> str:
-    n = ord(c)
-    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 # (group, module): a module with group None adds top-level commands; otherwise
 # it adds sub-commands under the group (`polyground build cot`, ...).

@@ -2,7 +2,9 @@
 
 Read-only except `tag` (writes a ref), `export` (writes outside the store)
 and `merge` (commits a new version from shard versions of one kind, e.g. a
-CoT build sharded over hosts with `--shard i/n`).
+CoT build sharded over hosts with `--shard i/n`). What the text reports print
+comes from rows (ids, task types): it goes through `terminal_safe`, so an
+escape sequence in a row value is shown, not obeyed; `--json` output is ASCII.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from polyground.cli import add_config_option, open_store
+from polyground.cli import add_config_option, open_store, terminal_safe
 from schemas.errors import UserError
 
 
@@ -60,7 +62,7 @@ def cmd_ls(args) -> int:
         except UserError:
             kind, rows = "damaged", "?"
         names = ",".join(t for t, i in tags[v.name].items() if i == v.id)
-        print(f"{v.ref:<{w}} {kind:<12} {rows:>8}  {v.created[:19]:<20} {names}")
+        print(terminal_safe(f"{v.ref:<{w}} {kind:<12} {rows:>8}  {v.created[:19]:<20} {names}"))
     return 0
 
 
@@ -88,7 +90,7 @@ def cmd_show(args) -> int:
         lines.append(f"usage         {json.dumps(m['usage'], sort_keys=True)}")
     if m["kind"] in ("tasks", "bench"):
         lines += summary_lines(m.get("summary") or _summary(v))
-    print("\n".join(lines))
+    print(terminal_safe("\n".join(lines)))
     return 0
 
 
@@ -141,7 +143,7 @@ def cmd_diff(args) -> int:
 
     store = open_store(args)
     d = diff_versions(store.resolve(args.a), store.resolve(args.b))
-    print(json.dumps(d, indent=2, default=str) if args.json else format_diff(d))
+    print(json.dumps(d, indent=2, default=str) if args.json else terminal_safe(format_diff(d)))
     return 0
 
 
