@@ -101,8 +101,8 @@ def test_a_config_over_one_mebibyte_is_refused(cli):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["build", "tasks", "--source", "synthetic"], "polyground build tasks: the following arguments are required: --name"),
-    (["build", "tasks", "--source", "synthetic", "--name", "t", "--n", "abc"], "argument --n: invalid int value: 'abc'"),
+    (TASKS[:4], "polyground build tasks: the following arguments are required: --name"),
+    (TASKS + ["--n", "abc"], "argument --n: invalid int value: 'abc'"),
     (["build"], "polyground build: choose a command: tasks, bench, cot, rl-pool"),
     (["data", "show"], "the following arguments are required: ref"),
     (["nosuch"], "argument COMMAND: invalid choice: 'nosuch'"),
