@@ -163,6 +163,19 @@ def contamination(manifest: dict) -> str:
         return "No contamination check recorded for this version."
     if not c:
         return "Checked: there was no benchmark split in the store to compare with."
+    near = manifest.get("near_duplicates")
+    if isinstance(c, dict) and isinstance(near, dict) and isinstance(near.get("benches"), dict):
+        b = near["benches"]
+        counts = lambda d: ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"  # noqa: E731
+        return (f"Images shared with each benchmark split in the store: byte for byte (content hash), and as "
+                f"near-duplicates ({near.get('hash')}, Hamming distance <= {near.get('threshold')} of "
+                f"{near.get('bits')} bits, bench images also hashed after symmetric crops of "
+                f"{near.get('bench_crops')} % per side; {near.get('library')}; "
+                f"{near.get('images_not_hashed')} plain images checked by content hash only):\n\n"
+                + md_table(["benchmark split", "same bytes", "near-duplicates", "rows using them",
+                            "benchmark rows using their matches"],
+                           [[k, c.get(k, 0), b[k]["images"], counts(b[k]["rows_by_task_type"]),
+                             counts(b[k]["bench_rows_by_task_type"])] for k in sorted(b)]))
     if isinstance(c, dict):
         return ("Images shared (by content hash) with each benchmark split in the store:\n\n"
                 + md_table(["benchmark split", "shared images"], [[k, c[k]] for k in sorted(c)]))

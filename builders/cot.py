@@ -359,7 +359,7 @@ def build_annotations(tasks: list[dict], cfg: CotConfig):
 def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamination: bool = False,
               quiet: bool = False):
     """Build and commit one cot version; returns (version, summary dict)."""
-    from builders.contamination import check_contamination
+    from builders.contamination import contamination_fields
     from schemas import rows as contract
     from schemas.scoring import SCORING_VERSION
 
@@ -369,8 +369,7 @@ def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamina
         rows, rejects, extra, config = build_teacher(store, tasks, cfg, quiet)
     else:
         rows, rejects, extra, config = build_annotations(tasks, cfg)
-    hashes = {i["sha256"] for r in rows for i in r["images"]}
-    extra["contamination"] = check_contamination(store, hashes, refuse=refuse_contamination)
+    extra.update(contamination_fields(store, rows, refuse=refuse_contamination))
     failed = sum(1 for r in rejects if r["reason"] == "request_failed")
     pixels = cfg.budget.record()
     extra["cot"] = {"mode": cfg.mode, "tasks": len(tasks), "kept_rows": len(rows),

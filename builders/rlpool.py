@@ -267,7 +267,8 @@ def _write_sft(store, name: str, sft_rows: list[dict], version, cfg: dict, extra
         print(f"rl-pool: no verified sample, so no SFT version {name} was written", file=sys.stderr)
         return None
     with store.writer(name, "cot", inputs=[version], config={**cfg, "emit": "best verified sample per task"}) as w:
-        w.write(rows.to_table(sft_rows, "cot"), None, {k: extra[k] for k in ("policy", "usage", "contamination")})
+        w.write(rows.to_table(sft_rows, "cot"), None,
+                {k: extra[k] for k in ("policy", "usage", "contamination", "near_duplicates")})
     return w.version
 
 
@@ -285,7 +286,7 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
     """Sample, score, aggregate, keep by band; write the rl-pool (and the SFT) version(s).
 
     Raises NoTaskInBand (a UserError) when nothing is kept, before anything is written."""
-    from builders.contamination import check_contamination
+    from builders.contamination import contamination_fields
     from schemas.scoring import SCORING_VERSION
 
     version = input_version(store, tasks_ref)
@@ -307,7 +308,7 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
            "image_pixels": policy.get("image_pixels")}
     extra = {"policy": policy, "usage": backend.usage(), "pass_rates": dict(sorted(run.pass_rates.items())),
              "samples": dict(sorted(run.samples.items())), "band": str(run.band),
-             "contamination": check_contamination(store, version.image_hashes, refuse=False)}
+             **contamination_fields(store, table, refuse=False)}
     with store.writer(name, "rl-pool", inputs=[version], config=cfg) as w:
         w.write(pool, rows.to_table(run.rejects, "rejects"), extra)
     sft_version = _write_sft(store, emit_sft, run.sft, version, cfg, extra) if emit_sft else None

@@ -66,7 +66,7 @@ def reader_options(args) -> dict:
 
 
 def run_build(args, kind: str) -> int:
-    from builders.contamination import check_contamination
+    from builders.contamination import contamination_fields
     from builders.ingest import ingest, task_summary
     from schemas import rows
 
@@ -84,18 +84,17 @@ def run_build(args, kind: str) -> int:
     extra = {"summary": task_summary(table),
              "source": {"reader": args.source, "path": None if path is None else str(path.resolve())}}
     if kind != "bench":
-        hashes = {i["sha256"] for r in records for i in r["images"]}
-        extra["contamination"] = check_contamination(store, hashes, refuse=args.no_contamination)
+        extra.update(contamination_fields(store, records, refuse=args.no_contamination))
     config = {"source": args.source, "options": options}
     with store.writer(args.name, kind, inputs=[], config=config) as w:
         w.write(table, rows.to_table(rejects, "rejects"), extra)
-    report(w.version, extra.get("contamination", {}))
+    report(w.version, extra.get("contamination", {}), extra.get("near_duplicates"))
     print(w.version.ref)
     return 0
 
 
-def report(version, contamination: dict) -> None:
-    """Kept and dropped counts (and any benchmark overlap) on standard error."""
+def report(version, contamination: dict, near: dict | None = None) -> None:
+    """Kept and dropped counts (and any benchmark overlap, exact or near) on standard error."""
     counts = version.manifest["counts"]
     dropped = counts["dropped_by_reason"]
     line = f"{version.ref}: kept {counts['rows']} rows"
@@ -105,3 +104,7 @@ def report(version, contamination: dict) -> None:
     for ref, n in contamination.items():
         if n:
             print(f"warning: {n} images are shared with benchmark split {ref}", file=sys.stderr)
+    for ref, b in (near or {}).get("benches", {}).items():
+        if b["images"] > contamination.get(ref, 0):
+            print(f"warning: {b['images']} images are near-duplicates of benchmark split {ref} (perceptual hash)",
+                  file=sys.stderr)

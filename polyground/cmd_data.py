@@ -86,6 +86,9 @@ def cmd_show(args) -> int:
         lines.append(f"image pixels  {pixels['min_pixels']}..{pixels['max_pixels']} (images resized into this area)")
     if m.get("contamination"):
         lines.append(f"bench overlap {_counts(m['contamination'])}")
+    if isinstance((m.get("near_duplicates") or {}).get("benches"), dict):
+        near = {ref: b["images"] for ref, b in m["near_duplicates"]["benches"].items()}
+        lines.append(f"near-dup      {_counts(near)} (perceptual hash <= {m['near_duplicates']['threshold']})")
     if m.get("usage"):
         lines.append(f"usage         {json.dumps(m['usage'], sort_keys=True)}")
     if m["kind"] in ("tasks", "bench"):
@@ -195,9 +198,9 @@ def merge_versions(store, versions: list, name: str):
 
         extra["summary"] = task_summary(table)
     if kind in ("tasks", "cot", "rl-pool"):
-        from builders.contamination import check_contamination, table_image_hashes
+        from builders.contamination import contamination_fields
 
-        extra["contamination"] = check_contamination(store, table_image_hashes(table), refuse=False)
+        extra.update(contamination_fields(store, table, refuse=False))
     with store.writer(name, kind, inputs=versions, config={"operation": "merge"}) as w:
         w.write(table, rejects, extra)
     return w.version
