@@ -16,11 +16,11 @@ from schemas.errors import UserError
 
 
 def photo(seed: int, size=(320, 240)):
-    """A photo-like PIL image: smooth colour blobs (an upsampled random field) under a few shapes."""
+    """A photo-like PIL image: colour blobs (an upsampled 32x24 random field) under a few shapes."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
-    img = Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    img = Image.fromarray((rng.random((24, 32, 3)) * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
     for _ in range(5):
         x, y = rng.integers(0, size[0] - 40), rng.integers(0, size[1] - 40)
@@ -70,6 +70,13 @@ def test_a_copy_is_caught_and_its_bytes_differ(store, copy):
     assert fields["contamination"] == {bench.ref: 0}  # the exact check misses it
     near = fields["near_duplicates"]["benches"][bench.ref]
     assert near == {"images": 1, "rows_by_task_type": {"common_object": 1}, "bench_rows_by_task_type": {"bench_0": 1}}
+
+
+def test_a_3pc_crop_is_caught_by_the_crop_variants_only():
+    bench = ph.hash_image(encoded(ORIGINAL), ph.BENCH_CROPS)
+    copy = ph.hash_image(COPIES["cropped 3% per side"](ORIGINAL))[0]
+    d = np.bitwise_count(bench ^ copy).sum(-1)
+    assert d[0] > ph.THRESHOLD >= d[3]  # far from the whole image, near its own 3% crop
 
 
 def test_different_images_are_not_caught(store):
