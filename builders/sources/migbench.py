@@ -33,7 +33,8 @@ Disagreeing sources, an index past the image count, or a phrasing that
 contradicts the count ("these two images" over three) are quarantined.
 
 An inverted box (x2 < x1 or y2 < y1; five common_object items of
-MIG_data.json) is KEPT, marked `meta.box_as_released = "inverted"`: the
+MIG_data.json; or x2 == x1, "zero_area") is KEPT, marked
+`meta.box_as_released = "inverted"`: the
 official script keeps such items in its denominator and scores them 0, so
 dropping them would change every published-comparable number (common_object
 n 816, not 811); the strict figure marks them unverifiable.
@@ -60,6 +61,7 @@ from builders.sources.words import (
     parse_boxes,
     statement_target,
 )
+from schemas.boxes import box_problem
 from schemas.errors import UserError
 
 SOURCE = "mig-bench"
@@ -164,7 +166,8 @@ def parse_item(rec: object, i: int, root: Path, frame: str = "0-1", prefix: str 
     box, as_released = clip_box(rec["answer"], FRAMES[frame]), None
     if isinstance(box, Reject) and box.reason == "invalid_box:inverted":
         # Kept as released: the official scorer counts it (and scores it 0).
-        box, as_released = [min(1.0, max(0.0, v / FRAMES[frame])) for v in rec["answer"]], "inverted"
+        box = [min(1.0, max(0.0, v / FRAMES[frame])) for v in rec["answer"]]
+        as_released = box_problem(box)  # "inverted", or "zero_area" for x2 == x1
     if isinstance(box, Reject):
         box.id, box.record = rid, rec
         return box
