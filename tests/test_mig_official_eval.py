@@ -25,7 +25,8 @@ Per-item official IoUs (Migician's parser on the whole response):
   response parser takes first: .068x.123/.16 = .052275.
 - migician (`migician_eval` y stretch): item 0 (100,200),(500,500) .75, stretched [.1,.21,.5,.55]
   .85; item 1 has two boxes, where Migician's stretch raises and is skipped (1.0) but
-  UniVG-R1's copy applies it on the grid: [200,210,600,660] -> 156000/184000.
+  UniVG-R1's copy applies it on the grid: [200,210,600,660] -> 156000/184000; item 3 is a
+  decimal box: Migician divides 400.0 (1, stretched [0,0,.4,.44]: 10/11), UniVG-R1's int() fails (0).
 A missing prediction scores 0 and stays in n, as does the inverted box.
 """
 from __future__ import annotations
@@ -71,7 +72,7 @@ OUTPUTS = {  # item index -> completion, per model
               4: "<think>The first image and the second image show cars; the first image matches.</think>"
                  "<answer>(500,500),(1000,1000)</answer>",
               5: "<think>The two pictures differ in the middle.</think><answer>(250,250),(750,650)</answer>"},
-    "migician": {0: "(100,200),(500,500)", 1: "(200,200),(600,600) (0,0),(1,1)"},
+    "migician": {0: "(100,200),(500,500)", 1: "(200,200),(600,600) (0,0),(1,1)", 3: "[0.0, 0.0, 400.0, 400.0]"},
 }
 PROFILE = {"qwen25vl": "qwen2_5_vl"}  # the others answer in the qwen2_vl text form
 N = {"common_object": 3, "group_grounding": 2, "diff": 1}
@@ -89,9 +90,9 @@ EXPECTED = {
         "common_object": (1 / 3, 1 / 3, 1 / 3, (1 + 0.068 * 0.123 / 0.16) / 3),
         "group_grounding": (1, 1, 1, (1 + 25 / 27) / 2), "diff": (1, 1, 1, 0.8)},
     ("official", "migician", False, "migician"): {
-        "common_object": (2 / 3, 2 / 3, 2 / 3, 1.75 / 3), "group_grounding": ZEROS, "diff": ZEROS},
+        "common_object": (2 / 3, 2 / 3, 2 / 3, 1.75 / 3), "group_grounding": (0.5, 0.5, 0.5, 0.5), "diff": ZEROS},
     ("official", "migician", True, "migician"): {
-        "common_object": (2 / 3, 2 / 3, 2 / 3, 1.85 / 3), "group_grounding": ZEROS, "diff": ZEROS},
+        "common_object": (2 / 3, 2 / 3, 2 / 3, 1.85 / 3), "group_grounding": (0.5, 0.5, 0.5, 5 / 11), "diff": ZEROS},
     ("revised", "migician", False, "qwen2vl"): {
         "common_object": (1, 1, 2 / 3, 2.6 / 3), "group_grounding": (1, 1, 1, 1), "diff": (1, 1, 1, 0.8)},
     ("revised", "migician", False, "qwen25vl"): {
