@@ -246,3 +246,32 @@ def test_bench_manifest_and_card_say_which_file(world):
         card = (v.path / "README.md").read_text()
         assert f"Read from `{file}` ({variant} file" in card
         assert v.manifest["counts"]["rows"] == 6  # the inverted box is a row too
+
+
+@pytest.mark.parametrize("template", ["migician-qwen", "univg-r1-think", "polyground"])
+def test_endpoint_is_asked_the_official_prompt(world, template):
+    """The user turn holds the images in order, then the file's question (spaces kept) + the suffix."""
+    from openai_server import FakeOpenAIServer, image_hashes, request_text
+
+    from builders.store import Store
+
+    root, store, refs = world
+    with FakeOpenAIServer(lambda request, i: "(100,200),(500,600)", keep_requests=True) as server:
+        code, out, err = run_cli(store, "eval", "--bench", refs["official"], "--endpoint", server.url,
+                                 "--endpoint-model", "qwen2-vl", "--profile", "qwen2_vl", "--prompt-template",
+                                 template, "--output", str(root / f"ep-{template}"))
+        assert code == 0, err
+        sent = sorted(request_text(r) for r in server.requests)
+        hashes = [image_hashes(r) for r in server.requests]
+    bench = Store(store).resolve(refs["official"]).table().to_pylist()
+    if template == "polyground":
+        from schemas.profiles import get_profile
+
+        expected = sorted(t["question"] + get_profile("qwen2_vl").prompt_suffix(len(t["images"])) for t in bench)
+    else:
+        expected = sorted(q + MIG_PROMPTS[template].suffix for _, _, q, *_ in ITEMS)
+    assert sent == expected
+    assert sorted(hashes) == sorted([i["sha256"] for i in t["images"]] for t in bench)
+    metrics = json.loads((root / f"ep-{template}" / "metrics.json").read_text())
+    assert metrics["prompt"]["template"] == template
+    assert metrics["by_task"]["common_object"]["official_acc@0.7"] == pytest.approx(1 / 3)  # item 0 only
