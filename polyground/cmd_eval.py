@@ -10,6 +10,11 @@ become a versioned `predictions` dataset; DIR receives metrics.json,
 metrics.md and one PNG bar chart per metric across task types
 (training/evaluate.py defines every number). The Markdown table goes to
 standard output, then the predictions version's `name@id` as the last line.
+
+MIG-Bench rows: `--official-scorer migician|univg-r1` and `--migician-y-rescale`
+choose which official script the official numbers reproduce; `--prompt-template`
+the prompt they are asked (default: the question + Migician's Qwen2-VL suffix,
+as its evaluation sends it). All three are recorded with the numbers.
 """
 from __future__ import annotations
 

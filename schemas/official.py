@@ -60,7 +60,8 @@ from dataclasses import dataclass
 
 SCORER_VERSION = "2"  # 2: whole response parsed, raw ground truth in its frame, univg-r1, y-rescale
 SCORERS = {
-    "migician": "thunlp/Migician@7b868a2 eval/utils.py extract_bbox + calculate_iou, eval/MIG_bench_eval.py compute_iou",
+    "migician": "thunlp/Migician@7b868a2 eval/utils.py extract_bbox + calculate_iou, "
+                "eval/MIG_bench_eval.py compute_iou",
     "univg-r1": "AMAP-ML/UniVG-R1@44868ea eval/MIG_bench/utils.py extract_bbox + calculate_iou, "
                 "eval/MIG_bench/MIG_bench_eval.py compute_iou",
 }
@@ -244,7 +245,8 @@ class PromptTemplate:
 MIG_PROMPTS = {t.id: t for t in (
     # `format_qwen`, typo included: the second tag is <|box_start|> again, and "addtional".
     PromptTemplate("migician-qwen", "Format:<|box_start|>(x1,y1),(x2,y2)<|box_start|>. Don't generate addtional words.",
-                   "thunlp/Migician@7b868a2 eval/MIG_bench_eval.py qwen2_process (PROMPT_TEMPLATE['format_qwen'])", 128),
+                   "thunlp/Migician@7b868a2 eval/MIG_bench_eval.py qwen2_process "
+                   "(PROMPT_TEMPLATE['format_qwen'])", 128),
     PromptTemplate("univg-r1-qwen", "Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words.",
                    "AMAP-ML/UniVG-R1@44868ea eval/MIG_bench/MIG_bench_eval.py qwen2_process "
                    "(PROMPT_TEMPLATE['format_qwen'])", 256),

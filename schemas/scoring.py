@@ -145,7 +145,10 @@ def score_grounding(completion: str, target_image, equivalent_images, target_box
     image_from = "answer"
     if parsed.error == "no_image" and isinstance(target_image, int) and 0 <= target_image < len(image_sizes):
         named = set(image_mentions(think or ""))
-        k, image_from = (target_image, "question") if fixed else (named.pop(), "think") if len(named) == 1 else (None, None)
+        if fixed:
+            k, image_from = target_image, "question"
+        else:
+            k, image_from = (named.pop(), "think") if len(named) == 1 else (None, None)
         if k is not None and 0 <= k < len(image_sizes):
             # Parsed against that image alone: its frame, and nothing left to name.
             again = profile.parse_answer(answer, [image_sizes[k]])
