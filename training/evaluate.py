@@ -296,7 +296,7 @@ def prompt_record(template, profile) -> dict:
     (schemas.official.MIG_PROMPTS: id, sha256, script) or polyground's own (the profile's)."""
     if template is None:
         return {"template": "polyground", "profile": profile.name, "profile_version": getattr(profile, "version", None)}
-    return {**template.describe(), "applies_to": "mig-bench rows (others: polyground's prompt)"}
+    return {**template.describe(), "applies_to": "mig-bench rows (others: builders.generation.prompt_text)"}
 
 
 def render_official_prompt(task: dict, template) -> str | None:
