@@ -182,6 +182,17 @@ def contamination(manifest: dict) -> str:
     return kv_table({"overlap": c})
 
 
+def source_file(manifest: dict) -> str:
+    """Which annotation file a split was read from, for readers that describe it (MIG-Bench:
+    MIG_data.json with 0-1 boxes or the revised file with 0-1000 boxes; the published tables use the latter)."""
+    f = (manifest.get("source") or {}).get("bench_file")
+    if not isinstance(f, dict):
+        return "Not recorded: the reader of this source does not describe its file."
+    return (f"Read from `{f.get('name')}` ({f.get('variant')} file, boxes as {f.get('box_frame')} in the file), "
+            f"{f.get('items')} items, sha256 `{f.get('sha256')}`: {f.get('release')}. "
+            "Scores are comparable only with numbers computed on the same file.")
+
+
 def metrics(table: pa.Table) -> str:
     m = plots.prediction_metrics(table)
     if not m:
@@ -236,7 +247,7 @@ def fields(manifest: dict, table: pa.Table, figures: list[tuple[str, str]]) -> d
         "name": name, "kind": kind, "version_id": vid, "ref": f"{name}@{vid}", "split": split_name(kind),
         "license": license_, "size_category": size_category(table.num_rows), "data_files": data_files,
         "rows": str(table.num_rows), "lineage": lineage(manifest, table), "counts": counts(manifest, table),
-        "usage": usage(manifest), "contamination": contamination(manifest), "plots": plots_md(figures),
+        "usage": usage(manifest), "contamination": contamination(manifest), "source_file": source_file(manifest), "plots": plots_md(figures),
         "schema": schema_list(table), "metrics": metrics(table), "verifier": verifier(table), "pool": pool(table),
     }
 

@@ -114,6 +114,8 @@ def _official_mc(task: dict):
 
 def prompt_text(task: dict, profile) -> str:
     """The user turn's text: the question and the answer format (or the lettered choices)."""
+    if task.get("rendered_prompt") is not None:  # a benchmark's official prompt (training.evaluate)
+        return task["rendered_prompt"]
     if task.get("choices") is None:
         from builders.cot import student_prompt  # the text training.data puts in the prompt (tested equal)
 

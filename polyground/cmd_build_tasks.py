@@ -83,6 +83,9 @@ def run_build(args, kind: str) -> int:
     table = rows.to_table(records, kind)
     extra = {"summary": task_summary(table),
              "source": {"reader": args.source, "path": None if path is None else str(path.resolve())}}
+    describe = getattr(sys.modules.get(reader.__module__), "describe_source", None)
+    if describe is not None and path is not None:  # which file, which frame (MIG-Bench: official or revised)
+        extra["source"].update(describe(path))
     if kind != "bench":
         extra.update(contamination_fields(store, records, refuse=args.no_contamination))
     config = {"source": args.source, "options": options}

@@ -10,6 +10,11 @@ become a versioned `predictions` dataset; DIR receives metrics.json,
 metrics.md and one PNG bar chart per metric across task types
 (training/evaluate.py defines every number). The Markdown table goes to
 standard output, then the predictions version's `name@id` as the last line.
+
+MIG-Bench rows: `--official-scorer migician|univg-r1` and `--migician-y-rescale`
+choose which official script the official numbers reproduce; `--prompt-template`
+the prompt they are asked (default: the question + Migician's Qwen2-VL suffix,
+as its evaluation sends it). All three are recorded with the numbers.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
     add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint or --predictions a stock "
                                 "served Qwen2.5-VL's, 3136 and 12845056")
+    add_scoring_options(p)
     add_config_option(p)
     p.set_defaults(func=run_eval)
     sub_eval = p.add_subparsers(dest="eval_command", metavar="COMMAND")
@@ -53,6 +59,31 @@ def add_parsers(sub) -> None:
     c.add_argument("--metric", action="append", help="metric(s) to show (default: the headline ones)")
     add_config_option(c)
     c.set_defaults(func=run_compare)
+
+
+def add_scoring_options(p) -> None:
+    """How MIG-Bench rows are prompted and officially scored (schemas.official)."""
+    from schemas.official import DEFAULT_PROMPT, MIG_PROMPTS, SCORERS
+
+    p.add_argument("--official-scorer", choices=list(SCORERS), default="migician",
+                   help="official MIG-Bench script to reproduce: migician (thunlp/Migician, MIG_data.json) or "
+                        "univg-r1 (AMAP-ML/UniVG-R1, revised_MIG_bench.json; 0-1000 boxes only). Default migician")
+    p.add_argument("--migician-y-rescale", action="store_true",
+                   help="apply migician_eval's y stretch (y1*1.05, y2*1.10, capped at 0.999) before the official "
+                        "IoU, as the published Migician numbers do")
+    p.add_argument("--prompt-template", choices=[*MIG_PROMPTS, "polyground"],
+                   help=f"prompt of MIG-Bench rows: an official one (default {DEFAULT_PROMPT}: question + Migician's "
+                        "Qwen2-VL format suffix) or polyground (the profile's); with --predictions, the one the "
+                        "completions were made with (recorded, not checked)")
+
+
+def _scoring(args, source: str):
+    """(OfficialScorer, prompt template name or None, PromptTemplate or None) from the scoring options."""
+    from schemas.official import DEFAULT_PROMPT, MIG_PROMPTS, OfficialScorer
+
+    official = OfficialScorer(args.official_scorer, args.migician_y_rescale)
+    name = args.prompt_template or (None if source == "--predictions" else DEFAULT_PROMPT)
+    return official, name, MIG_PROMPTS.get(name)
 
 
 def _source(args) -> str:
@@ -66,7 +97,7 @@ def _source(args) -> str:
     return given[0]
 
 
-def _completions(args, store, bench, source: str):
+def _completions(args, store, bench, source: str, template=None):
     """(completions by id, profile, model label, source record, usage)."""
     from training import evaluate as ev
 
@@ -103,7 +134,7 @@ def _completions(args, store, bench, source: str):
 
     completions = ev.generate_for_bench(store, bench, backend, sampling, seed=args.seed,
                                         batch_size=args.batch_size if source == "--model" else 256,
-                                        limit=args.limit, progress=progress)
+                                        limit=args.limit, progress=progress, template=template)
     if backend.failures:
         print(f"eval: {len(backend.failures)} task(s) got no answer from the endpoint (scored as empty)",
               file=sys.stderr)
@@ -119,10 +150,15 @@ def run_eval(args) -> int:
     source = _source(args)
     store = open_store(args)
     bench = store.resolve(args.bench)
-    completions, profile, label, record, usage = _completions(args, store, bench, source)
+    official, prompt_name, template = _scoring(args, source)
+    ev.check_official_scorer(bench, official)  # before any generation
+    completions, profile, label, record, usage = _completions(args, store, bench, source, template)
+    prompt = (ev.prompt_record(template, profile) if prompt_name
+              else {"template": None, "note": "predictions made elsewhere: pass --prompt-template to record it"})
     # With --limit only the generated tasks are scored: the rest would count as missing answers.
     metrics = ev.evaluate(store, bench, completions, profile, label, name=args.name, source=record,
-                          limit=args.limit if source != "--predictions" else None, usage=usage)
+                          limit=args.limit if source != "--predictions" else None, usage=usage,
+                          official=official, prompt=prompt)
     ev.write_report(metrics, args.output)
     sys.stdout.write(terminal_safe(ev.metrics_markdown(metrics)))
     print(f"eval: report in {args.output}", file=sys.stderr)

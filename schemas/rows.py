@@ -80,6 +80,8 @@ PREDICTIONS = pa.schema(
         pa.field("official_iou", pa.float32()),  # lenient MIG-Bench parse, image ignored
         pa.field("correct", pa.bool_()),  # multiple choice
         pa.field("model", pa.string()),
+        pa.field("outcome", pa.string()),  # strict parse outcome: ok, a parse error, wrong_image, unverifiable:...
+        pa.field("reward", pa.float32()),  # the GRPO reward at default weights (schemas.scoring.combined_score)
     ]
 )
 

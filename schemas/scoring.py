@@ -16,6 +16,17 @@ Rules (design.md, "Rewards"):
   target image, or a target box that is itself invalid).
 Bump SCORING_VERSION whenever a rule above changes: it is recorded in the
 manifests of cot, rl-pool and predictions versions.
+
+`score_grounding` is eval's strict figure, which measures grounding rather
+than the reward's envelope: the profile's strict single-box parse of the
+answer; the `<think>` envelope optional (a bare answer, `<answer>A</answer>`,
+`<think>R</think>A` or the full envelope); the image named in the answer
+required only where the answer must choose it, i.e. where the question does
+not fix the target (`image_fixed`: MIG-Bench's `diff` and group grounding, or
+any source that records no `target_from`). Where it must choose and the answer
+names none, one single image named in the reasoning counts (UniVG-R1 names it
+there). `Scores.image_from` says where the image came from. Bump STRICT_VERSION
+when one of these rules changes (the reward's rules above have SCORING_VERSION).
 """
 from __future__ import annotations
 
@@ -23,9 +34,10 @@ import re
 from dataclasses import dataclass
 
 from schemas.boxes import box_problem, clip01, iou
-from schemas.profiles import Parsed, Profile
+from schemas.profiles import Parsed, Profile, image_mentions
 
 SCORING_VERSION = "1"
+STRICT_VERSION = "1"  # score_grounding's rules; recorded with eval's numbers
 DEFAULT_REWARD_WEIGHTS = {"format": 0.1, "image": 0.3, "iou": 1.0}
 
 
@@ -40,6 +52,14 @@ class Scores:
     iou: float | None
     parsed: Parsed
     reason: str | None
+    image_from: str | None = None  # score_grounding: "answer", "question" or "think"
+
+    @property
+    def outcome(self) -> str:
+        """"ok" (or "ok:image_from_question|think"), a parse error, "wrong_image" or "unverifiable:<why>"."""
+        if self.reason:
+            return self.reason
+        return "ok" if self.image_from in (None, "answer") else f"ok:image_from_{self.image_from}"
 
 
 def _unverifiable(target_image, target_box, n_images: int) -> str | None:
@@ -70,6 +90,80 @@ def score_completion(completion: str, target_image, equivalent_images, target_bo
     if parsed.image != target_image and parsed.image not in (equivalent_images or ()):
         return Scores(True, False, 0.0, parsed, "wrong_image")
     return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None)
+
+
+def image_fixed(meta: dict) -> bool:
+    """Whether the question itself names the target image (readers record `target_from`;
+    MIG-Bench: "question", against "additional_info" for group grounding and "task_rule:diff")."""
+    return (meta or {}).get("target_from") == "question"
+
+
+def split_optional_envelope(text: str) -> tuple[str | None, str | None, str | None]:
+    """(reasoning or None, answer, None), or (..., None, error) with a PARSE_ERRORS name.
+
+    Accepts a bare answer, `<answer>A</answer>`, `<think>R</think>A`, `R</think>A`
+    (a template that opens <think> in the prompt) and the full envelope; refuses
+    repeated tags, an unclosed block and text outside the tags of an answer block."""
+    count = {t: text.count(t) for t in ("<think>", "</think>", "<answer>", "</answer>")}
+    if count["<answer>"] > 1 or count["</answer>"] > 1:
+        return None, None, "several_answers"
+    if count["<think>"] > 1 or count["</think>"] > 1:
+        return None, None, "no_think"
+    think, rest = None, text
+    if count["</think>"]:
+        t0, t1 = text.find("<think>"), text.find("</think>")
+        if t0 > t1:
+            return None, None, "no_think"
+        if "<answer>" in text[:t1]:
+            return None, None, "answer_before_think"
+        if t0 > 0 and text[:t0].strip():
+            return None, None, "text_outside_tags"
+        think, rest = text[(t0 + 7 if t0 >= 0 else 0):t1], text[t1 + 8:]
+    elif count["<think>"]:
+        return None, None, "no_think" if count["<answer>"] else "truncated"
+    if count["<answer>"]:
+        a0 = rest.find("<answer>")
+        a1 = rest.find("</answer>", a0)
+        if a1 < 0:
+            return think, None, "truncated"
+        if rest[:a0].strip() or rest[a1 + 9:].strip():
+            return think, None, "text_outside_tags"
+        return think, rest[a0 + 8:a1], None
+    if count["</answer>"]:
+        return think, None, "no_answer_tag"
+    return think, rest, None
+
+
+def score_grounding(completion: str, target_image, equivalent_images, target_box, image_sizes, profile: Profile,
+                    fixed: bool = False) -> Scores:
+    """Eval's strict figure (see the module docstring); `fixed`: the question names the target image.
+
+    The IoU is against clip01(target_box) on the target image, 0 for a wrong
+    image, None (with an "unverifiable:" reason) where the row cannot be verified."""
+    think, answer, error = split_optional_envelope(completion)
+    parsed = Parsed(None, None, error) if error else profile.parse_answer(answer, image_sizes)
+    image_from = "answer"
+    if parsed.error == "no_image" and isinstance(target_image, int) and 0 <= target_image < len(image_sizes):
+        named = set(image_mentions(think or ""))
+        if fixed:
+            k, image_from = target_image, "question"
+        else:
+            k, image_from = (named.pop(), "think") if len(named) == 1 else (None, None)
+        if k is not None and 0 <= k < len(image_sizes):
+            # Parsed against that image alone: its frame, and nothing left to name.
+            again = profile.parse_answer(answer, [image_sizes[k]])
+            if again.error is None:
+                parsed = Parsed(k, again.box, None)
+    parsed.think, parsed.answer = think, answer
+    ok = parsed.error is None
+    why = _unverifiable(target_image, target_box, len(image_sizes))
+    if why:
+        return Scores(ok, None, None, parsed, why)
+    if not ok:
+        return Scores(False, False, 0.0, parsed, parsed.error)
+    if parsed.image != target_image and parsed.image not in (equivalent_images or ()):
+        return Scores(True, False, 0.0, parsed, "wrong_image", image_from)
+    return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None, image_from)
 
 
 def format_score(scores: Scores) -> float:

@@ -5,7 +5,8 @@ The split (profile qwen2_vl, boxes normalised 0-1):
   common g2  target image 1, box [.2,.2,.6,.6]   right box, WRONG image     official 1, strict 0
   diff   g3  target 1 (2 equivalent), [0,0,.4,.4] image 2, box (0,0),(400,160): IoU .4 both ways
   diff   g4  no prediction (missing)                                       official 0, strict 0, no format
-  diff   g5  box right but no think/answer tags                            official 1, strict 0, no format
+  diff   g5  box right, image named, no think/answer tags                  official 1, strict 1 (the
+             envelope is optional for the strict figure; the GRPO reward still gives it 0)
   mc     m1  choices A-C, answer B, "(B)"                                  correct
 """
 from __future__ import annotations
@@ -65,9 +66,14 @@ def test_scripted_predictions_match_hand_computed_metrics(store, bench):
     assert common["mean_reward"] == pytest.approx(0.75, abs=1e-6)
     assert [diff[f"official_acc@{t}"] for t in (0.3, 0.5, 0.7)] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
     assert diff["official_miou"] == pytest.approx(1.4 / 3, abs=1e-6)
-    assert [diff[f"strict_acc@{t}"] for t in (0.3, 0.5, 0.7)] == pytest.approx([1 / 3, 0, 0])
-    assert diff["strict_miou"] == pytest.approx(0.4 / 3, abs=1e-6)
-    assert diff["format_rate"] == pytest.approx(1 / 3) and diff["image_acc"] == pytest.approx(1 / 3)
+    assert [diff[f"strict_acc@{t}"] for t in (0.3, 0.5, 0.7)] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    assert diff["strict_miou"] == pytest.approx(1.4 / 3, abs=1e-6)
+    assert diff["format_rate"] == pytest.approx(2 / 3) and diff["image_acc"] == pytest.approx(2 / 3)
+    # reward: g3 0.1 + 0.3 + 0.4, g4 and g5 (no envelope) 0
+    assert diff["mean_reward"] == pytest.approx(0.8 / 3, abs=1e-6)
+    # the parse outcomes beside the metrics: why each row got what it got
+    assert m["outcomes"]["common"] == {"ok": 1, "wrong_image": 1}
+    assert m["outcomes"]["diff"] == {"ok": 2, "no_box": 1} and "mc" not in m["outcomes"]
     assert mc == {"n": 1, "format_rate": 1.0, "mc_acc": 1.0}
     assert m["macro"]["official_acc@0.5"] == pytest.approx((1 + 1 / 3) / 2)
     assert m["overall"]["official_acc@0.5"] == pytest.approx(3 / 5)
@@ -91,7 +97,8 @@ def test_predictions_version_rows(store, bench):
     assert g2["official_iou"] == pytest.approx(1.0, abs=1e-6)
     assert by_id["g4"]["completion"] is None and by_id["g4"]["format_ok"] is False
     assert by_id["m1"]["pred_choice"] == "B" and by_id["m1"]["correct"] is True
-    assert by_id["g5"]["format_ok"] is False and by_id["g5"]["official_iou"] == pytest.approx(1.0, abs=1e-6)
+    assert by_id["g5"]["format_ok"] is True and by_id["g5"]["official_iou"] == pytest.approx(1.0, abs=1e-6)
+    assert (by_id["g5"]["outcome"], by_id["g5"]["reward"], by_id["g4"]["outcome"]) == ("ok", 0.0, "no_box")
     # the same predictions again: the same version, nothing new
     again = evaluate(store, bench, PRED, get_profile("qwen2_vl"), "scripted")
     assert again["predictions"] == m["predictions"]

@@ -1,4 +1,5 @@
-"""MIG-Bench reader: the target image from every phrasing, clipping, quarantine, the real file."""
+"""MIG-Bench reader: the target image from every phrasing, clipping, quarantine, both real files
+(MIG_data.json with 0-1 boxes, revised_MIG_bench.json with 0-1000 boxes), frame detection."""
 from __future__ import annotations
 
 import collections
@@ -8,11 +9,12 @@ import re
 import pytest
 from sources_util import FIXTURES, SHARED, PLACEHOLDER_SIZE, reasons, split, tiny_png, write_json
 
-from builders.sources.migbench import read_migbench
+from builders.sources.migbench import describe_source, detect_frame, read_migbench
 from builders.sources.words import directive_target, statement_target
 from schemas.errors import UserError
 
 REAL = SHARED / "data" / "mig-bench" / "MIG_data.json"
+REVISED = SHARED / "data" / "mig-bench" / "revised_MIG_bench.json"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -91,7 +93,6 @@ QUARANTINE = [
                                      "regions. Please locate the 3th region picture in the source image.")),
     ("conflicting_target", _record("group_grounding", 4, "Locate it in the second image.",
                                    info="It is in the third image.")),
-    ("invalid_box:inverted", _record(answer=(0.027, 0.18, 0.143, 0.051))),
     ("invalid_box:out_of_range", _record(answer=(0.1, 0.2, 1.3, 0.4))),
     ("invalid_box:not_4_numbers", _record(answer=(0.1, 0.2, 0.3))),
     ("malformed_record", {"task": "diff", "images": [], "question": "q", "answer": [0, 0, 1, 1]}),
@@ -111,13 +112,74 @@ def test_quarantine_reasons(tmp_path, reason, record):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "not found"), ("{not json", "not valid JSON"), ('{"a": 1}', "JSON list"),
+    (None, "holds neither MIG_data.json nor revised_MIG_bench.json"), ("{not json", "not valid JSON"),
+    ('{"a": 1}', "JSON list"),
 ])
 def test_unreadable_file_is_a_user_error(tmp_path, content, message):
     if content is not None:
         (tmp_path / "MIG_data.json").write_text(content)
     with pytest.raises(UserError, match=message):
         list(read_migbench(tmp_path))
+
+
+def test_inverted_box_is_kept_as_released(tmp_path):
+    """The official script counts an inverted box (and scores it 0): the row stays, marked."""
+    write_json(tmp_path / "MIG_data.json", [_record(), _record(answer=(0.027, 0.18, 0.143, 0.051))])
+    items, rejects = split(read_migbench(tmp_path))
+    assert rejects == [] and len(items) == 2
+    assert items[1].meta["box_as_released"] == "inverted" and "box_as_released" not in items[0].meta
+    assert items[1].target_box == [0.027, 0.18, 0.143, 0.051] and items[1].meta["answer_raw"] == [0.027, 0.18, 0.143, 0.051]
+    # a box without width is kept the same way, under its own name (what ingest's check calls it)
+    write_json(tmp_path / "MIG_data.json", [_record(), _record(answer=(0.1, 0.2, 0.1, 0.4))])
+    items, rejects = split(read_migbench(tmp_path))
+    assert rejects == [] and items[1].meta["box_as_released"] == "zero_area"
+
+
+def _revised(records: list[dict]) -> list[dict]:
+    """The same records as the revised file writes them: 0-1000 integer boxes, no "./" prefix."""
+    return [dict(r, answer=[round(v * 1000) for v in r["answer"]], images=[p[2:] for p in r["images"]])
+            for r in records]
+
+
+def test_revised_file_is_detected_and_read_on_the_1000_grid(tmp_path):
+    records = [_record(), _record("common_object", 3, "Recognize and locate this object in the 3th image. ",
+                                  answer=(0.1, 0.2, 0.999, 1.0))]
+    write_json(tmp_path / "revised_MIG_bench.json", _revised(records))
+    items, rejects = split(read_migbench(tmp_path))
+    assert rejects == [] and [it.id for it in items] == ["mig-rev-common_object-0000", "mig-rev-common_object-0001"]
+    assert items[1].target_box == [0.1, 0.2, 0.999, 1.0] and items[1].meta["answer_raw"] == [100, 200, 999, 1000]
+    assert items[1].meta["answer_frame"] == "0-1000" and items[1].target_image == 2
+    # the question is kept raw (trailing space) for the official prompt; the row's is stripped
+    assert items[1].meta["question_raw"].endswith("image. ") and items[1].question.endswith("image.")
+    d = describe_source(tmp_path)["bench_file"]
+    assert (d["name"], d["box_frame"], d["variant"], d["items"]) == ("revised_MIG_bench.json", "0-1000", "revised", 2)
+    assert d["release"] == "not byte-identical to a known release" and len(d["sha256"]) == 64
+    # the same items as 0-1 floats: the official frame, the plain ids
+    write_json(tmp_path / "MIG_data.json", records)
+    with pytest.raises(UserError, match="holds both"):
+        list(read_migbench(tmp_path))
+    items, _ = split(read_migbench(tmp_path / "MIG_data.json"))
+    assert items[0].id == "mig-common_object-0000" and items[0].meta["answer_frame"] == "0-1"
+
+
+@pytest.mark.parametrize("answers, frame", [
+    ([[0.1, 0.2, 0.3, 0.4]], "0-1"), ([[100, 200, 300, 400]], "0-1000"),
+    ([[0.1, 0.2, 1.3, 0.4], [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.6, 0.6]], "0-1"),  # one bad box: still 0-1
+    ([[100, 200, 300, 400], [0.1, 0.2, 0.3, 0.4], [5, 5, 900, 900]], "0-1000"),
+    ([], "0-1"),
+])
+def test_detect_frame_by_majority(answers, frame):
+    assert detect_frame([{"answer": a} for a in answers] + [{"answer": "x"}, "junk"]) == frame
+
+
+def test_revised_file_quarantines_boxes_off_its_grid(tmp_path):
+    good = _revised([_record()])[0]
+    write_json(tmp_path / "revised_MIG_bench.json", [good, good, dict(good, answer=[0.1, 0.2, 0.3, 0.4]),
+                                                     dict(good, answer=[100, 200, 1300, 400])])
+    items, rejects = split(read_migbench(tmp_path))
+    assert len(items) == 2
+    assert reasons(rejects) == {"mig-rev-common_object-0002": "invalid_box:frame_mismatch",
+                                "mig-rev-common_object-0003": "invalid_box:out_of_range"}
 
 
 def _expected_target(rec: dict) -> tuple[int, list[int]]:
@@ -136,40 +198,63 @@ def _expected_target(rec: dict) -> tuple[int, list[int]]:
     return 1, []
 
 
-@pytest.mark.skipif(not REAL.is_file(), reason="../shared/data/mig-bench is not available here")
-def test_real_file_every_item_has_a_target_or_an_explained_reject(tmp_path):
-    """All 4,295 real items, with an 8x8 PNG placeholder at every referenced path."""
-    records = json.loads(REAL.read_text())
+def _with_placeholders(tmp_path, real) -> tuple[list[dict], object]:
+    """A copy of a real file with an 8x8 PNG placeholder at every path it references."""
+    records = json.loads(real.read_text())
     root = tmp_path / "mig"
     root.mkdir()
-    (root / "MIG_data.json").write_bytes(REAL.read_bytes())
+    (root / real.name).write_bytes(real.read_bytes())
     placeholder = tiny_png("placeholder", PLACEHOLDER_SIZE)
     for p in {p for r in records for p in r["images"]}:
         (root / p).parent.mkdir(parents=True, exist_ok=True)
         (root / p).write_bytes(placeholder)
+    return records, root
 
+
+@pytest.mark.skipif(not REAL.is_file(), reason="../shared/data/mig-bench is not available here")
+def test_real_file_every_item_has_a_target_or_an_explained_reject(tmp_path):
+    """All 4,295 real items, with an 8x8 PNG placeholder at every referenced path."""
+    records, root = _with_placeholders(tmp_path, REAL)
     items, rejects = split(read_migbench(root))
-    assert len(items) + len(rejects) == len(records) == 4295
+    assert len(items) == len(records) == 4295 and rejects == []
     per_task = collections.Counter(it.task_type for it in items)
-    assert per_task == {"region": 1203, "common_object": 811, "object_tracking": 550, "diff": 528,
+    # common_object 816, not 811: the official denominator (five inverted boxes are kept, marked)
+    assert per_task == {"region": 1203, "common_object": 816, "object_tracking": 550, "diff": 528,
                         "group_grounding": 499, "multi_view": 288, "correspondence": 117,
                         "reasoning": 101, "refer_grounding": 99, "view_diff": 94}
-    # The only rejects: five common_object answers with x2 < x1 or y2 < y1 in the real file.
-    assert reasons(rejects) == {f"mig-common_object-{i:04d}": "invalid_box:inverted"
-                                for i in (7, 105, 126, 163, 512)}
-    by_index = {it.meta["file_index"]: it for it in items}
-    for i, rec in enumerate(records):
-        if i in by_index:
-            it = by_index[i]
-            assert (it.target_image, it.equivalent_images) == _expected_target(rec), rec
-            assert all(p.is_file() for p in it.images)
-            assert all(0.0 <= v <= 1.0 for v in it.target_box)
+    assert {it.id: it.meta["box_as_released"] for it in items if "box_as_released" in it.meta} == {
+        f"mig-common_object-{i:04d}": "inverted" for i in (7, 105, 126, 163, 512)}
+    for i, (it, rec) in enumerate(zip(items, records)):
+        assert it.meta["file_index"] == i and it.meta["answer_raw"] == rec["answer"]
+        assert (it.target_image, it.equivalent_images) == _expected_target(rec), rec
+        assert all(p.is_file() for p in it.images)
+        assert all(0.0 <= v <= 1.0 for v in it.target_box)
     multi_view = [it for it in items if it.task_type in ("multi_view", "object_tracking")]
     assert all(len(it.meta["input_boxes"]) == 1 for it in multi_view)
+    assert describe_source(root)["bench_file"]["release"].startswith("thunlp/Migician")
 
     # End to end: ingest resolves every path inside the root and keeps every item.
     from builders.ingest import ingest
     from builders.store import Store
 
     kept, dropped = ingest(read_migbench(root), Store(tmp_path / "store"), progress=False, root=root.resolve())
-    assert len(kept) == 4290 and {r["reason"] for r in dropped} == {"invalid_box:inverted"}
+    assert len(kept) == 4295 and dropped == []
+
+
+@pytest.mark.skipif(not REVISED.is_file(), reason="../shared/data/mig-bench is not available here")
+def test_real_revised_file_reads_every_item_on_the_1000_grid(tmp_path):
+    """All 4,276 items of revised_MIG_bench.json (0-1000 integer boxes), placeholders as above."""
+    records, root = _with_placeholders(tmp_path, REVISED)
+    items, rejects = split(read_migbench(root))
+    assert rejects == [] and len(items) == len(records) == 4276
+    assert collections.Counter(it.task_type for it in items) == {
+        "region": 1203, "common_object": 815, "object_tracking": 550, "diff": 528, "group_grounding": 485,
+        "multi_view": 288, "correspondence": 117, "refer_grounding": 99, "reasoning": 97, "view_diff": 94}
+    for it, rec in zip(items, records):
+        assert it.id.startswith(f"mig-rev-{rec['task']}-") and it.meta["answer_frame"] == "0-1000"
+        assert it.target_box == [v / 1000 for v in rec["answer"]] and it.meta["answer_raw"] == rec["answer"]
+        assert "box_as_released" not in it.meta  # the revision fixed the inverted boxes
+        assert (it.target_image, it.equivalent_images) == _expected_target(rec), rec
+    d = describe_source(root / REVISED.name)["bench_file"]
+    assert (d["box_frame"], d["variant"], d["items"]) == ("0-1000", "revised", 4276)
+    assert d["release"].startswith("Tajamul21/MIG-Agent")

@@ -13,14 +13,25 @@ Contract
      "by_task": {task_type: {metric: value}}, "macro": {...}, "overall": {...}}
 
 Metrics are fractions in 0-1 (IoUs are plain area IoU on 0-1 coordinates):
-- official_acc@0.3/0.5/0.7, official_miou: MIG-Bench's own numbers
-  (schemas.official: lenient parser on the answer span, ground truth not
-  clipped, the named image IGNORED) for comparison with papers;
-- strict_acc@0.3/0.5/0.7, strict_miou: the same formula on our strict IoU
-  (the profile's parse, the right image required: 0 for a wrong image);
-- format_rate (strict parse succeeded), image_acc (the target image, or an
-  equivalent one, was named); mc_acc and format_rate (a letter was found) for
-  multiple-choice tasks.
+- official_acc@0.3/0.5/0.7, official_miou: MIG-Bench's own numbers, exactly as
+  the chosen official script computes them (schemas.official.OfficialScorer:
+  `migician` or `univg-r1`, Migician's y-rescale on or off): its parser on the
+  whole response, the file's answer unclipped in its frame, the named image
+  IGNORED, every grounding row of a task in its denominator (a row without a
+  prediction scores 0, as does an inverted ground truth);
+- strict_acc@0.3/0.5/0.7, strict_miou: the same formula on the strict figure
+  (schemas.scoring.score_grounding: the profile's single-box parse, `<think>`
+  optional, the right image required where the question does not fix it);
+  rows that cannot be verified (an inverted ground truth) are left out;
+- format_rate (the strict parse succeeded), image_acc (the target image, or an
+  equivalent one, was named or fixed by the question); mc_acc and format_rate
+  (a letter was found) for multiple-choice tasks; mean_reward (the GRPO reward
+  at default weights, schemas.scoring.combined_score).
+"outcomes" counts the strict parse outcomes per task type (ok, each parse
+error, wrong_image, unverifiable:...), printed beside the metrics so that a
+zero reads as what it is. A report names the official scorer and its version,
+the bench file (MIG-Bench: MIG_data.json or the revised file) and the prompt
+template the numbers came from.
 "macro" is the mean of the task-type values (the "average" column of the
 Migician paper), "overall" pools every item. Report files (metrics.json,
 metrics.md, one PNG per metric) come from `write_report`; `compare_table`
@@ -79,32 +90,77 @@ def model_slug(name: str) -> str:
 
 
 # ---- scoring ---------------------------------------------------------------
-def score_prediction(task: dict, completion: str | None, profile, model: str) -> dict:
-    """One PREDICTIONS record: the task's completion parsed and scored (None scores as empty)."""
-    from schemas.official import official_completion_iou
-    from schemas.scoring import extract_choice, score_completion
+def _meta(task: dict) -> dict:
+    try:
+        meta = json.loads(task.get("meta") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
+
+def official_truth(task: dict, meta: dict) -> tuple[list, str]:
+    """(ground truth as released, its frame): a MIG-Bench row's raw answer, else the row's 0-1 box."""
+    if meta.get("answer_frame") and isinstance(meta.get("answer_raw"), list):
+        return meta["answer_raw"], meta["answer_frame"]
+    return list(task["target_box"]), "0-1"
+
+
+def _frame_problem(task: dict, meta: dict, official) -> str | None:
+    frame = official_truth(task, meta)[1]
+    if official.accepts(frame):
+        return None
+    return (f"the {official.name} official scorer compares 0-1000 boxes (revised_MIG_bench.json) but task "
+            f"{task['id']!r} has {frame} ground truth: use --official-scorer migician")
+
+
+def check_official_scorer(version, official) -> None:
+    """UserError when some grounding row of the split cannot be scored by `official` (its frame)."""
+    table = version.table()
+    for batch in table.select(["id", "target_box", "choices", "meta"]).to_batches(max_chunksize=SCORE_CHUNK):
+        for task in batch.to_pylist():
+            if task["choices"] is None and task["target_box"] is not None:
+                problem = _frame_problem(task, _meta(task), official)
+                if problem:
+                    raise UserError(problem)
+
+
+def score_prediction(task: dict, completion: str | None, profile, model: str, official=None) -> dict:
+    """One PREDICTIONS record: the task's completion parsed and scored (None scores as empty)."""
+    from schemas.official import MIGICIAN, official_completion_iou
+    from schemas.scoring import combined_score, extract_choice, image_fixed, score_completion, score_grounding
+
+    official = official or MIGICIAN
     text = completion or ""
     rec = {"id": task["id"], "task_type": task["task_type"], "completion": completion, "profile": profile.name,
            "pred_image": None, "pred_box": None, "pred_choice": None, "format_ok": False, "image_correct": None,
-           "iou": None, "official_iou": None, "correct": None, "model": model}
+           "iou": None, "official_iou": None, "correct": None, "model": model, "outcome": None, "reward": None}
     if task.get("choices") is not None:
         letter = extract_choice(text, len(task["choices"]))
         rec.update(pred_choice=letter, format_ok=letter is not None, correct=letter == task.get("answer"))
         return rec
+    meta = _meta(task)
+    truth, frame = official_truth(task, meta)
+    problem = _frame_problem(task, meta, official)
+    if problem:
+        raise UserError(problem)
     sizes = [(i["width"], i["height"]) for i in task["images"]]
-    s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
-    # A pixel answer (qwen2_5_vl) is in the resized frame of the image it names (of the target
-    # when it names none it can be read for): read as 0-1000 it would be at the wrong scale.
-    named = s.parsed.image if s.parsed.image is not None else task["target_image"]
-    frame = profile.frame(sizes[named]) if getattr(profile, "budget", None) else None
+    target = (task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
+    s = score_grounding(text, *target, fixed=image_fixed(meta))
+    if "answer_frame" in meta or not getattr(profile, "budget", None):
+        official_iou = official.iou(text, truth, frame)  # exactly the script
+    else:
+        # Outside an official bench file, a pixel answer (qwen2_5_vl) is read in the resized frame
+        # of the image it names (of the target when it names none): as 0-1000 it would be at the
+        # wrong scale. Not the script's rule, so never applied to a MIG-Bench row.
+        named = s.parsed.image if s.parsed.image is not None else task["target_image"]
+        official_iou = official_completion_iou(text, list(task["target_box"]), profile.frame(sizes[named]))
     rec.update(pred_image=s.parsed.image, pred_box=s.parsed.box, format_ok=s.format_ok,
-               image_correct=s.image_correct, iou=s.iou,
-               official_iou=official_completion_iou(text, list(task["target_box"]), frame))
+               image_correct=s.image_correct, iou=s.iou, outcome=s.outcome,
+               reward=combined_score(score_completion(text, *target)), official_iou=official_iou)
     return rec
 
 
-def predictions_table(tasks, completions_by_id: dict[str, str], profile, model: str):
+def predictions_table(tasks, completions_by_id: dict[str, str], profile, model: str, official=None):
     """(PREDICTIONS table, counts) for every task of `tasks` (a pyarrow table), in chunks."""
     from schemas import rows
 
@@ -115,7 +171,7 @@ def predictions_table(tasks, completions_by_id: dict[str, str], profile, model: 
             seen.add(task["id"])
             if completion is None:
                 missing.append(task["id"])
-            records.append(score_prediction(task, completion, profile, model))
+            records.append(score_prediction(task, completion, profile, model, official))
     unknown = sorted(set(completions_by_id) - seen)
     predicted = len(seen) - len(missing)
     if completions_by_id and not predicted:
@@ -143,20 +199,15 @@ def _iou_metrics(df, column: str, prefix: str) -> dict[str, dict]:
 
 
 def _rate_metrics(df) -> dict[str, dict]:
-    """format_rate, image_acc and mc_acc per task type (polars), plus "overall" (pooled)."""
+    """format_rate, image_acc, mc_acc and mean_reward per task type (polars), plus "overall" (pooled)."""
     import polars as pl
 
-    from schemas.scoring import DEFAULT_REWARD_WEIGHTS as w
-
-    # The GRPO reward (default weights) each prediction would have earned; null for
-    # rows that cannot be verified (multiple choice), as in schemas.scoring.combined_score.
-    reward = pl.when(pl.col("iou").is_not_null()).then(
-        w["format"] * pl.col("format_ok").cast(pl.Float64)
-        + w["image"] * pl.col("image_correct").fill_null(False).cast(pl.Float64)
-        + w["iou"] * pl.col("iou").cast(pl.Float64))
+    # `reward`: the GRPO reward (default weights) each prediction would have earned; null
+    # for rows that cannot be verified (multiple choice), as schemas.scoring.combined_score.
     exprs = [pl.len().alias("n"), pl.col("format_ok").cast(pl.Float64).mean().alias("format_rate"),
              pl.col("image_correct").cast(pl.Float64).mean().alias("image_acc"),
-             pl.col("correct").cast(pl.Float64).mean().alias("mc_acc"), reward.mean().alias("mean_reward")]
+             pl.col("correct").cast(pl.Float64).mean().alias("mc_acc"),
+             pl.col("reward").cast(pl.Float64).mean().alias("mean_reward")]
     by_task = {r.pop("task_type"): r for r in df.group_by("task_type", maintain_order=True).agg(exprs).to_dicts()}
     by_task["overall"] = df.select(exprs).to_dicts()[0]
     return by_task
@@ -166,7 +217,7 @@ def compute_metrics(pred) -> dict:
     """{"by_task", "macro", "overall"} from a PREDICTIONS table (see the module docstring)."""
     import polars as pl
 
-    cols = ["task_type", "format_ok", "image_correct", "iou", "official_iou", "correct"]
+    cols = ["task_type", "format_ok", "image_correct", "iou", "official_iou", "correct", "outcome", "reward"]
     df = pl.from_arrow(pred.select(cols)).with_columns(pl.col("task_type").fill_null("unknown"))
     merged: dict[str, dict] = {}
     for part in (_rate_metrics(df), _iou_metrics(df, "official_iou", "official"), _iou_metrics(df, "iou", "strict")):
@@ -182,43 +233,87 @@ def compute_metrics(pred) -> dict:
         return {k: m[k] for k in ("n", *METRIC_ORDER) if k in m}
 
     return {"by_task": {t: ordered(m) for t, m in sorted(merged.items())}, "macro": ordered(macro),
-            "overall": ordered(overall)}
+            "overall": ordered(overall), "outcomes": outcome_counts(df)}
+
+
+def outcome_counts(df) -> dict[str, dict[str, int]]:
+    """{task type: {strict parse outcome: rows}} over the grounding rows, plus "overall"."""
+    import polars as pl
+
+    kept = df.filter(pl.col("outcome").is_not_null())
+    out: dict[str, dict[str, int]] = {}
+    for r in kept.group_by("task_type", "outcome").len().sort("task_type", "outcome").to_dicts():
+        out.setdefault(r["task_type"], {})[r["outcome"]] = r["len"]
+    total: dict[str, int] = {}
+    for counts in out.values():
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+    if out:
+        out["overall"] = dict(sorted(total.items()))
+    return out
 
 
 def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, model_name: str,
              name: str | None = None, source: dict | None = None, limit: int | None = None,
-             usage: dict | None = None) -> dict:
+             usage: dict | None = None, official=None, prompt: dict | None = None) -> dict:
     """Score completions on a split, write the predictions version, return the metrics dict.
 
     `source` says where the completions came from (file hash, endpoint,
     weights hash, sampling); it is hashed into the version id, while `usage`
     (requests, tokens: they differ between a run and its cached rerun) is not.
-    `limit` scores only the split's first N tasks (as `generate_for_bench(limit=N)`)."""
-    from schemas.scoring import SCORING_VERSION
+    `limit` scores only the split's first N tasks (as `generate_for_bench(limit=N)`).
+    `official` is the schemas.official.OfficialScorer (default: Migician's, no
+    y-rescale); `prompt` records the prompt template the completions came from
+    (`prompt_record`); both are part of the version id and of every report."""
+    from schemas.official import MIGICIAN
+    from schemas.scoring import SCORING_VERSION, STRICT_VERSION
 
+    official = official or MIGICIAN
     version = store.resolve(bench_version)
     table = version.table() if limit is None else version.table().slice(0, limit)
-    pred, counts = predictions_table(table, completions_by_id, profile, model_name)
+    pred, counts = predictions_table(table, completions_by_id, profile, model_name, official)
     if counts["missing"] or counts["unknown"]:
         print(f"eval: {counts['missing']} task(s) without a prediction (scored as empty answers), "
               f"{counts['unknown']} prediction(s) for unknown ids (ignored)", file=sys.stderr)
+    provenance = {"official_scorer": official.describe(), "strict_version": STRICT_VERSION,
+                  "bench_file": (version.manifest.get("source") or {}).get("bench_file"),
+                  "prompt": prompt or {"template": None, "note": "not recorded"}}
     metrics = {"model": model_name, "bench": version.ref, "profile": profile.name,
-               "profile_version": profile.version, "counts": counts, **compute_metrics(pred)}
+               "profile_version": profile.version, **provenance, "counts": counts, **compute_metrics(pred)}
     config = {"model": model_name, "profile": profile.name, "profile_version": getattr(profile, "version", None),
-              "scoring_version": SCORING_VERSION, "source": source or {}, "limit": limit}
+              "scoring_version": SCORING_VERSION, "source": source or {}, "limit": limit,
+              **{k: provenance[k] for k in ("official_scorer", "strict_version", "prompt")}}
     name = name or f"{version.name}-pred-{model_slug(model_name)}"
     with store.writer(name, "predictions", inputs=[version], config=config) as w:
-        w.write(pred, None, {"metrics": {k: metrics[k] for k in ("counts", "macro", "overall")}, "usage": usage or {}})
+        w.write(pred, None, {"metrics": {k: metrics[k] for k in ("counts", "macro", "overall", "outcomes")},
+                             "usage": usage or {}})
     metrics["predictions"] = w.version.ref
     return metrics
 
 
+def prompt_record(template, profile) -> dict:
+    """What the predictions version records of the prompt: an official MIG-Bench template
+    (schemas.official.MIG_PROMPTS: id, sha256, script) or polyground's own (the profile's)."""
+    if template is None:
+        return {"template": "polyground", "profile": profile.name, "profile_version": getattr(profile, "version", None)}
+    return {**template.describe(), "applies_to": "mig-bench rows (others: builders.generation.prompt_text)"}
+
+
+def render_official_prompt(task: dict, template) -> str | None:
+    """A MIG-Bench row's prompt text as its official evaluation builds it (None for other rows)."""
+    if template is None or task.get("source") != "mig-bench":
+        return None
+    return template.render(_meta(task).get("question_raw") or task["question"])
+
+
 def generate_for_bench(store, bench_version, backend, sampling: dict, seed: int = 0, batch_size: int = 8,
-                       limit: int | None = None, progress=None) -> dict[str, str]:
+                       limit: int | None = None, progress=None, template=None) -> dict[str, str]:
     """{task id: completion}: one sample per task of the split from a builders.generation backend.
 
     Greedy unless `sampling` says otherwise; tasks go in batches of `batch_size`,
-    so memory stays bounded and the backend's cache makes a rerun free."""
+    so memory stays bounded and the backend's cache makes a rerun free. With an
+    official `template` (schemas.official.PromptTemplate), MIG-Bench rows are
+    asked its prompt (`rendered_prompt`, which builders.generation sends as is)."""
     sampling = {"temperature": 0.0, **sampling}
     table = store.resolve(bench_version).table()
     if limit is not None:
@@ -227,6 +322,10 @@ def generate_for_bench(store, bench_version, backend, sampling: dict, seed: int 
     done = 0
     for batch in table.to_batches(max_chunksize=batch_size):
         tasks = batch.to_pylist()
+        for task in tasks:
+            text = render_official_prompt(task, template)
+            if text is not None:
+                task["rendered_prompt"] = text
         for task, samples in zip(tasks, backend.generate(tasks, 1, sampling, seed)):
             if samples:  # a request that failed for good: reported as a missing prediction
                 out[task["id"]] = samples[0]
@@ -247,16 +346,46 @@ def _cell(key: str, value) -> str:
     return str(value) if key == "n" else f"{100 * value:.1f}"
 
 
+def provenance_line(metrics: dict) -> str:
+    """Where the numbers came from: official scorer and version, bench file, prompt template."""
+    o = metrics.get("official_scorer") or {}
+    f = metrics.get("bench_file") or {}
+    pr = metrics.get("prompt") or {}
+    file = (f"`{f.get('name')}` ({f.get('variant')}, {f.get('box_frame')} boxes, sha256 {str(f.get('sha256'))[:12]})"
+            if f else "a split with no recorded bench file")
+    prompt = (f"`{pr['template']}`" + (f" (sha256 {pr['sha256']})" if pr.get("sha256") else "")
+              if pr.get("template") else "not recorded")
+    return (f"official: scorer `{o.get('scorer', '?')}` v{o.get('version', '?')}, Migician y-rescale "
+            f"{'on' if o.get('y_rescale') else 'off'}; bench file {file}; prompt {prompt}; "
+            f"strict figure v{metrics.get('strict_version', '?')}")
+
+
+def outcomes_markdown(outcomes: dict) -> list[str]:
+    """The strict parse outcomes as a table: task types as rows, outcomes as columns (ok first)."""
+    if not outcomes:
+        return []
+    names = sorted({k for c in outcomes.values() for k in c}, key=lambda k: (not k.startswith("ok"), k))
+    lines = ["", "Strict parse outcomes (grounding rows):", "",
+             "| task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for task, c in outcomes.items():
+        lines.append(f"| {task} | " + " | ".join(str(c.get(k, 0)) for k in names) + " |")
+    return lines
+
+
 def metrics_markdown(metrics: dict) -> str:
-    """The metrics as one Markdown table: task types, then macro and overall rows (values in %)."""
+    """The metrics as one Markdown table (task types, then macro and overall rows, values in %),
+    then the strict parse outcomes beside them."""
     rows = {**metrics["by_task"], "macro": metrics["macro"], "overall": metrics["overall"]}
     keys = ["n"] + [k for k in METRIC_ORDER if any(k in m for m in rows.values())]
     lines = [f"# {metrics['model']} on {metrics['bench']}", "",
              f"Profile `{metrics['profile']}`; predictions `{metrics.get('predictions')}`; values in %. "
-             "official: MIG-Bench's lenient parser, image ignored; strict: our parser, right image required.", "",
+             "official: the official script's parser on the whole response, image ignored; "
+             "strict: the profile's single-box parse, right image required where the question does not fix it.",
+             "", provenance_line(metrics) + ".", "",
              "| task | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for task, m in rows.items():
         lines.append(f"| {task} | " + " | ".join(_cell(k, m.get(k)) for k in keys) + " |")
+    lines += outcomes_markdown(metrics.get("outcomes") or {})
     c = metrics["counts"]
     lines += ["", f"{c['predicted']} of {c['tasks']} tasks predicted; {c['missing']} missing (scored as empty), "
                   f"{c['unknown']} unknown id(s) ignored."]
@@ -327,4 +456,5 @@ def compare_table(reports: list[tuple[str, dict]], metric_names=None) -> str:
         raise UserError(f"none of the reports has the metric(s) {', '.join(metric_names or HEADLINE)}")
     benches = sorted({m.get("bench", "?") for _, m in reports})
     head = f"# {len(reports)} models on {', '.join(benches)}"
-    return "\n\n".join([head] + blocks) + "\n"
+    sources = "\n".join(f"- {label}: {provenance_line(m)}" for label, m in reports)
+    return "\n\n".join([head, sources] + blocks) + "\n"
