@@ -28,8 +28,11 @@ from pathlib import Path
 
 STEPS, BATCH, LR = 100, 16, "3e-3"
 N_TRAIN, TRAIN_SEED = 400, 0
-ANSWER = re.compile(r"<think>.*?</think>\s*<answer>\s*image (\d+): \((\d+),(\d+)\),\((\d+),(\d+)\)\s*</answer>\s*",
-                    re.DOTALL)
+# The short profile's contract: a think block, then an answer naming one image ("image N") and
+# holding one box "(x1,y1),(x2,y2)" on 0-1000; other text inside the answer is allowed.
+ANSWER = re.compile(r"\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+BOX = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+IMAGE = re.compile(r"image (\d+)")
 
 
 SIZES = [(84, 56), (56, 84), (56, 56), (112, 56)]  # non-square and unequal: sizes must not be swapped
@@ -114,10 +117,12 @@ def iou(a, b) -> float:
 def short_score(text: str, task: dict) -> dict:
     """format_ok, image_ok and the strict IoU (0 unless the right image is named) of one `short` completion."""
     m = ANSWER.fullmatch(text or "")
-    if not m:
+    boxes = BOX.findall(m.group(1)) if m else []
+    named = IMAGE.findall(BOX.sub(" ", m.group(1))) if m else []
+    if len(boxes) != 1 or len(set(named)) != 1:
         return {"format_ok": False, "image_ok": False, "iou": 0.0}
-    image = int(m.group(1)) - 1
-    box = [int(v) / 1000 for v in m.groups()[1:]]
+    image = int(named[0]) - 1
+    box = [int(v) / 1000 for v in boxes[0]]
     if not (0 <= image < len(task["images"])) or not (box[0] < box[2] and box[1] < box[3]):
         return {"format_ok": False, "image_ok": False, "iou": 0.0}
     ok = image == task["target_image"] or image in (task.get("equivalent_images") or [])
