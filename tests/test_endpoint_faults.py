@@ -34,11 +34,11 @@ def test_rl_pool_under_transport_faults_equals_the_clean_pool(tmp_path):
     clean_store, faulty_store = Store(tmp_path / "clean"), Store(tmp_path / "faulty")
     tasks = pool_tasks(clean_store).table().to_pylist()
     pool_tasks(faulty_store)
-    with FakeOpenAIServer(scripted(tasks)) as s:
+    with FakeOpenAIServer(scripted(tasks, clean_store)) as s:
         code, out, err = run_cli(clean_store, *pool_argv(s.url))
         assert code == 0, err
         clean = clean_store.resolve(out.strip().splitlines()[-1])
-    with FakeOpenAIServer(scripted(tasks), faults=Faults(**FAULTS), seed=3) as s:
+    with FakeOpenAIServer(scripted(tasks, faulty_store), faults=Faults(**FAULTS), seed=3) as s:
         s.script = list(TRANSPORT_FAULTS)  # every kind at least once, then 20% at random
         code, out, err = run_cli(faulty_store, *pool_argv(s.url, "--timeout", "0.25", "--concurrency", "4"))
         assert code == 0, err
@@ -67,7 +67,7 @@ def dying_after(server_box, answered: int, policy):
 def test_rl_pool_on_a_dead_endpoint_stops_in_one_line_and_resumes(store):
     tasks = pool_tasks(store).table().to_pylist()
     box = []
-    with FakeOpenAIServer(dying_after(box, 3 * 8, scripted(tasks))) as s:  # answers 3 tasks (n=8 each), then dies
+    with FakeOpenAIServer(dying_after(box, 3 * 8, scripted(tasks, store))) as s:  # answers 3 tasks (n=8 each), then dies
         box.append(s)
         code, out, err = run_cli(store, *pool_argv(s.url, "--concurrency", "2"))
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
@@ -102,7 +102,7 @@ def test_eval_under_transport_faults_scores_like_a_clean_run(tmp_path):
     stores = [Store(tmp_path / "clean"), Store(tmp_path / "faulty")]
     benches = [write_version(s, "bench", kind="bench", table=tasks_table(s, 12)) for s in stores]
     tasks = benches[0].table().to_pylist()
-    policy = GroundTruthPolicy(tasks, render=get_profile("norm1000").render, success=0.5)
+    policy = GroundTruthPolicy(tasks, render=get_profile("norm1000").render, success=0.5, store=stores[0])
     with FakeOpenAIServer(policy) as s:
         clean, _ = eval_metrics(stores[0], benches[0], s.url, 5.0)
     with FakeOpenAIServer(policy, faults=Faults(**FAULTS), seed=5) as s:
@@ -120,7 +120,7 @@ def test_eval_on_a_dead_endpoint_stops_in_one_line_and_resumes(store, tmp_path):
     from store_util import tasks_table, write_version
 
     bench = write_version(store, "bench", kind="bench", table=tasks_table(store, 10))
-    policy = GroundTruthPolicy(bench.table().to_pylist(), render=get_profile("norm1000").render)
+    policy = GroundTruthPolicy(bench.table().to_pylist(), render=get_profile("norm1000").render, store=store)
     box = []
     argv = ["eval", "--bench", "bench", "--endpoint", "URL", "--endpoint-model", "fake", "--profile", "norm1000",
             "--concurrency", "2", "--name", "preds", "--output", str(tmp_path / "report")]

@@ -86,12 +86,14 @@ def test_data_merge(tmp_path):
 
 def endpoint_case(tmp_path, name: str, argv_for, kind: str = "tasks", n: int = 6):
     """Clean run, killed run, rerun against one loopback server; the rerun asks nothing."""
+    from builders.store import Store
+
     clean_root, crash_root = tmp_path / "clean", tmp_path / "crash"
     for root in (clean_root, crash_root):
         make_tasks(root, n=n, kind=kind)
     tasks = task_rows(clean_root)
     render = get_profile("norm1000").render
-    with FakeOpenAIServer(GroundTruthPolicy(tasks, render=render, success=0.5)) as s:
+    with FakeOpenAIServer(GroundTruthPolicy(tasks, render=render, success=0.5, store=Store(clean_root))) as s:
         clean = ok(clean_root, *argv_for(clean_root, s.url))
         asked_clean = s.stats["requests"]
         kill_inside_write(crash_root, name, argv_for(crash_root, s.url))
