@@ -275,6 +275,14 @@ def _check_manifest(version: Version) -> list[str]:
     return []
 
 
+def _pause_for_tests() -> None:
+    """With POLYGROUND_TEST_PAUSE_IN_WRITE=FILE, write FILE and wait mid-write: tests kill the process
+    there and know the kill landed inside a write (tests/test_kills.py)."""
+    if marker := os.environ.get("POLYGROUND_TEST_PAUSE_IN_WRITE"):
+        Path(marker).write_text(f"{os.getpid()}\n")
+        time.sleep(3600)
+
+
 class Writer:
     """Builds one version in a temp folder; committed on leaving the with-block."""
 
@@ -308,6 +316,7 @@ class Writer:
         rejects = rows.REJECTS.empty_table() if rejects is None else rejects
         rejects = rejects.select(rows.REJECTS.names).cast(rows.REJECTS)
         _write_ipc(table, self.tmp / DATA)
+        _pause_for_tests()
         _write_ipc(rejects, self.tmp / REJECTS)
         files = {f: sha256_file(self.tmp / f) for f in (DATA, REJECTS)}
         extra = dict(extra_manifest or {})

@@ -35,6 +35,9 @@ def terminal_safe(text) -> str:
     return printable(text)
 
 
+SUMMARY = ("polyground: build versioned multi-image grounding datasets (tasks, CoT, RL pools), train on them "
+           "with TRL (SFT, GRPO) and evaluate models on benchmark splits. Start with `polyground demo`.")
+
 # (group, module): a module with group None adds top-level commands; otherwise
 # it adds sub-commands under the group (`polyground build cot`, ...).
 GROUPS = {"build": "build a new dataset version", "train": "train from a frozen version",
@@ -68,7 +71,7 @@ def open_store(args):
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = Parser(prog="polyground", description=__doc__.splitlines()[0])
+    parser = Parser(prog="polyground", description=SUMMARY)
     parser.add_argument("--store", help="store folder (default: $POLYGROUND_STORE or ./polyground-store)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = {}

@@ -40,3 +40,11 @@ def tiny_model(tmp_path_factory):
     from training.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="test")
+
+
+@pytest.fixture(scope="session")
+def right_model(tmp_path_factory):
+    """The tiny model trained to answer right on a share of locate_red tasks (tests/right_model.py), once a session."""
+    from right_model import train_right_model
+
+    return train_right_model(tmp_path_factory.mktemp("right"))

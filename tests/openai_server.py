@@ -78,6 +78,7 @@ class Faults:
     length: float = 0.0
     empty: float = 0.0
     retry_after: float = 0.05  # seconds, sent as `Retry-After` on a 429
+    error_retry_after: float | None = None  # if set, also sent on a 500 (a load balancer with no backend does)
     stall_s: float = 2.0  # how long a stall sleeps before answering (into a closed socket)
 
     @classmethod
@@ -316,7 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
             wait = {"Retry-After": f"{srv.faults.retry_after:g}"}
             return self._send(429, {"error": {"message": "rate limited"}}, wait)
         if fault == "server_error":
-            return self._send(500, self._error("internal error", srv))
+            wait = {} if srv.faults.error_retry_after is None else {"Retry-After": f"{srv.faults.error_retry_after:g}"}
+            return self._send(500, self._error("internal error", srv), wait)
         if fault == "stall":
             time.sleep(srv.faults.stall_s)  # the client has given up by now
             return self._send(503, {"error": {"message": "stalled"}})

@@ -57,7 +57,7 @@ def write_jsonl_source(folder: Path, lines: list, images: dict[str, bytes] | Non
 
 def good_jsonl(folder: Path, n: int = 6) -> Path:
     """n valid grounding lines over 3 images in folder/imgs, plus one multiple-choice line."""
-    images = {f"imgs/{k}.png": png_bytes(40, 30, COLORS[k]) for k in range(3)}
+    images = {f"imgs/{k}.png": png_bytes(40 + 8 * k, 30 - 6 * k, COLORS[k]) for k in range(3)}  # unequal, non-square
     lines = [{"id": f"j{i}", "images": [f"imgs/{i % 3}.png", f"imgs/{(i + 1) % 3}.png"],
               "question": f"find object {i}", "target_image": i % 2, "box": [0.1, 0.1, 0.4, 0.5],
               "task_type": "common_object"} for i in range(n)]

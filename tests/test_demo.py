@@ -1,4 +1,6 @@
 """The demo's report logic (the full loop runs as `polyground demo`, timed in bench/learning_bench.py)."""
+import pytest
+
 from polyground.demo import results_table, verdict
 
 
@@ -19,3 +21,74 @@ def test_grpo_below_the_control_gets_no_credit():
 def test_results_table_has_a_row_per_model():
     rows = results_table(metrics(base=0, sft=59, grpo=65, control=61)).splitlines()
     assert len(rows) == 6 and rows[3].startswith("| sft | 100.0 | 100.0 | 59.0 |")
+
+
+# ---- the rl-pool stage: a failure stops the demo or is a failed stage, never silently replaced -------------
+class FakeRunner:
+    """Stands in for demo.Runner: records each command; `fail` maps a command word to the error it raises."""
+
+    def __init__(self, fail):
+        self.fail, self.calls = fail, []
+
+    def __call__(self, title, *argv):
+        self.calls.append(argv)
+        for word, error in self.fail.items():
+            if word in argv:
+                raise error
+        return "x@1"
+
+
+def test_an_rl_pool_error_stops_the_demo(tmp_path):
+    from polyground.demo import DemoConfig, train_models
+    from schemas.errors import UserError
+
+    run = FakeRunner({"rl-pool": UserError("endpoint http://x looks down: 20 failed attempts in a row")})
+    with pytest.raises(UserError, match="looks down"):
+        train_models(run, DemoConfig(), {"cot": "cot@1", "rl_tasks": "rl@1"}, tmp_path)
+    assert not any("grpo" in argv for argv in run.calls)  # GRPO never ran on a replacement
+
+
+def test_no_task_in_band_is_a_failed_stage_and_grpo_says_what_it_ran_on(tmp_path):
+    from builders.rlpool import NoTaskInBand
+    from polyground.demo import DemoConfig, train_models
+
+    class Stop(Exception):
+        pass
+
+    run = FakeRunner({"rl-pool": NoTaskInBand("no task in band (0,1): 4 tasks, pass rates {0.00: 4}", {"0.00": 4}),
+                      "grpo": Stop()})
+    refs = {"cot": "cot@1", "rl_tasks": "rl@1"}
+    with pytest.raises(Stop):
+        train_models(run, DemoConfig(n_rl=4), refs, tmp_path)
+    assert refs["rl_pool_failed"].startswith("build rl-pool failed: no task in band (0,1)")
+    assert "GRPO ran on all 4 RL tasks instead" in refs["rl_pool_failed"]
+    grpo = run.calls[-1]
+    assert grpo[grpo.index("--data") + 1] == "rl@1"
+
+
+# ---- the whole demo at a small size -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_demo_end_to_end_small(tmp_path):
+    """`polyground demo` as a user runs it, at a small size: ~1-3 min on 2 shared cores (SFT, GRPO, four evals)."""
+    import re
+
+    from builders.store import Store
+    from training_util import run_cli
+
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--out", str(out), "--sft-steps", "8", "--grpo-steps", "2", "--n-train", "32", "--n-bench",
+                "8", "--n-rl", "4", timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = (out / "report.md").read_text()
+    for label in ("base", "sft", "grpo", "control"):
+        assert re.search(rf"^\| {label} \| \d+\.\d \| ", report, re.M), label
+        assert re.search(rf"^\| {label} \| \d+\.\d \| ", r.stdout, re.M), label  # the table is printed too
+    assert "## Lineage" in report and "![metrics](report.png)" in report and (out / "report.png").stat().st_size
+    failed = "build rl-pool failed:" in report
+    assert failed == ("failed stage: build rl-pool failed:" in r.stdout)  # a failed stage is shown, never hidden
+    assert failed or "demo-rl@" in report
+    assert r.stdout.strip().splitlines()[-1] == f"its datasets: polyground --store {out / 'store'} data ls"
+    store = Store(out / "store")
+    versions = store.versions()
+    assert {v.name for v in versions} >= {"demo-heldout", "demo-train", "demo-rl-tasks", "demo-cot"}
+    assert all(store.verify(v) == [] for v in versions)

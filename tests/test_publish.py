@@ -23,7 +23,11 @@ def hub_env(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets offline mode for the real Hub
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the fake Hub speaks LFS, not Xet
+    # Not the path users get when hf-xet is installed: huggingface_hub 2.x then uploads every file
+    # through Xet (hf_xet's Rust client sends chunked xorbs and shards to a CAS service named by the
+    # Hub), with no fallback to LFS; tests/hub_server.py has no CAS service, so the upload here is
+    # the LFS path users get without hf-xet (or with HF_HUB_DISABLE_XET=1). Untested: the Xet upload.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
 
 

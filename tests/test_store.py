@@ -203,23 +203,21 @@ elif mode == "commit":  # die after manifest.json is written, before the rename
 elif mode == "image":  # die between an image's temp write and its rename
     bs.os.replace = hang
 store = bs.Store(root)
-table = tasks_table(store, n=4000 if mode == "free" else 4)
+table = tasks_table(store, n=4)
 with store.writer("demo", "tasks", config={"mode": mode}) as w:
     w.write(table)
 print("DONE", flush=True)
 """
 
 
-def _run_and_kill(root: Path, mode: str, delay: float | None = None) -> str:
+def _run_and_kill(root: Path, mode: str) -> str:
+    """The child's first line ("HANG": it is waiting at the planted point), after killing it there."""
     proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(root)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
-    if delay is None:
-        line = proc.stdout.readline()
-    else:
-        time.sleep(delay)
-        line = "timed"
+    line = proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # alive until the kill: it landed at that point
     return line.strip()
 
 
@@ -236,18 +234,6 @@ def test_sigkill_mid_write_leaves_no_version_and_the_next_build_succeeds(tmp_pat
     v = write_version(store)
     assert store.verify(v) == [] and visible(store) == [v.id]
     assert not list((root / "datasets" / "demo").glob(".tmp-*"))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("delay", [1.0, 1.6, 2.2])
-def test_sigkill_at_a_random_moment_leaves_nothing_or_a_whole_version(tmp_path, delay):
-    root = tmp_path / "store"
-    _run_and_kill(root, "free", delay)
-    store = Store(root)
-    for v in store.versions():
-        assert store.verify(v) == []
-    v = write_version(store, config={"after": "kill"})
-    assert store.verify(v) == []
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def test_sft_rows_are_prompt_completion_with_store_images(versions, processor):
     assert [c["type"] for c in content] == ["image", "image", "text"]
     assert content[2]["text"] == cot_row["question"] + SHORT.prompt_suffix(2)
     assert row["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": cot_row["completion"]}]}]
-    assert [im.size for im in row["images"]] == [(56, 56), (56, 56)]
+    assert [im.size for im in row["images"]] == [(84, 56), (56, 84)]  # training_util.padded: (width, height)
     manifest = (versions["cot"].path / "manifest.json").read_bytes()
     assert info.manifest_sha256 == hashlib.sha256(manifest).hexdigest()
     assert (info.rows_in, info.rows_kept, info.dropped) == (8, 8, {})
@@ -122,9 +122,9 @@ def test_preflight_counts_exactly_what_the_collator_builds(versions, processor):
 
     ds, info, _ = tdata.load_sft_dataset(versions["store"], versions["cot"].ref, processor, "qwen2_5_vl",
                                          max_length=512)
-    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([dict(ds[i]) for i in range(4)])
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([dict(r) for r in ds])
     assert int(batch["attention_mask"].sum(1).max()) == info.max_tokens
-    assert info.max_visual_tokens == 8  # two 56 px images, 4 tokens each
+    assert info.max_visual_tokens == 12  # 84x56 and 56x84: 3x2 and 2x3 merged tokens
 
 
 def test_preflight_refuses_or_drops_rows_that_would_be_cut(versions, processor):
@@ -178,7 +178,7 @@ def test_grpo_rows_carry_targets_and_difficulty_repeats_hard_tasks(versions, pro
                                           difficulty_alpha=1.0)
     task = versions["tasks"].table().to_pylist()[0]
     assert ds[0]["target_box"] == pytest.approx(task["target_box"])
-    assert ds[0]["image_sizes"] == [[56, 56], [56, 56]]
+    assert ds[0]["image_sizes"] == [[84, 56], [56, 84]]
     # pass rates alternate 0.0 / 1.0: the four hard tasks appear twice.
     assert (len(ds), info.repeated_by_difficulty) == (12, 4)
     with pytest.raises(UserError, match="difficulty weighting needs an rl-pool"):

@@ -16,13 +16,47 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = "short"  # compact answers keep the tiny model's sequences short
 
 
-def tasks_version(store, name: str = "tasks", n: int = 8, seed: int = 0, kind: str = "tasks"):
-    """A committed tasks (or bench) version of the learnable synthetic family."""
+# Non-square and unequal on purpose: a width/height swap or an image-order slip changes what a test sees.
+# Each 56 px synthetic image gets a blank 28 px band on the right or at the bottom (84x56 or 56x84), so
+# every grid cell stays one merged visual token (28 px) and the tiny model still learns the family fast.
+PADS = [(28, 0), (0, 28)]
+
+
+def padded(items, pads=PADS):
+    """The synthetic items with image k of item i padded by pads[(i + k) % len(pads)] = (right, bottom) px.
+
+    Boxes are normalised to the new size, so the targets stay exact."""
+    import dataclasses
+    import io
+
+    from PIL import Image
+
+    for i, item in enumerate(items):
+        images, sizes = [], []
+        for k, data in enumerate(item.images):
+            im = Image.open(io.BytesIO(data)).convert("RGB")
+            right, bottom = pads[(i + k) % len(pads)]
+            out = Image.new("RGB", (im.width + right, im.height + bottom), im.getpixel((0, 0)))
+            out.paste(im, (0, 0))
+            buf = io.BytesIO()
+            out.save(buf, format="PNG")
+            images.append(buf.getvalue())
+            sizes.append((im.width / out.width, im.height / out.height))
+        box = item.target_box
+        if box is not None:
+            sx, sy = sizes[item.target_image]
+            box = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+        yield dataclasses.replace(item, images=images, target_box=box)
+
+
+def tasks_version(store, name: str = "tasks", n: int = 8, seed: int = 0, kind: str = "tasks", pads=PADS):
+    """A committed tasks (or bench) version of the learnable synthetic family, images `padded` by `pads` (None: square)."""
     from builders.ingest import ingest
     from builders.sources.synthetic import read_synthetic
     from schemas import rows
 
-    records, rejects = ingest(read_synthetic(None, n=n, seed=seed), store, progress=False)
+    items = read_synthetic(None, n=n, seed=seed)
+    records, rejects = ingest(padded(items, pads) if pads else items, store, progress=False)
     with store.writer(name, kind, config={"n": n, "seed": seed}) as w:
         w.write(rows.to_table(records, kind), rows.to_table(rejects, "rejects"))
     return w.version
