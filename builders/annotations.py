@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 
 from schemas.boxes import clip01, iou
+from schemas.profiles import ordinal
 
 TEMPLATE_ID = "annotations_v2"
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
@@ -42,13 +42,6 @@ def parse_sections(text: str) -> dict[str, str]:
         elif current is not None:
             sections[current].append(line)
     return {k: "\n".join(v).strip() for k, v in sections.items()}
-
-
-def ordinal(n: int) -> str:
-    """1 -> "first", ..., 10 -> "tenth", 11 -> "11th"."""
-    if n <= len(ORDINALS):
-        return ORDINALS[n - 1]
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def describe(obj: dict) -> str:
@@ -114,7 +107,7 @@ def reasoning_for(task: dict, sections: dict[str, str]) -> str | None:
         return None
     family = task["task_type"] if task["task_type"] in sections else "generic"
     k = task["target_image"]
-    values = {"k": k + 1, "kth": ordinal(k + 1), "target": target_name(task, objects, meta),
+    values = {"k": k + 1, "kth": ordinal(k), "target": target_name(task, objects, meta),
               "pos": position(task["target_box"]), "change": meta.get("change") or "changed"}
     lines = []
     for i, image in enumerate(objects):

@@ -44,14 +44,20 @@ CORE_KEYS = ("name", "id", "kind", "created", "code_version", "inputs", "config"
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """`<__version__>+<hash of the package sources>`: any code change gives new ids."""
+    """`<__version__>+<hash of the package sources>`: any code change gives new ids.
+
+    `training` is hashed too: rl-pool's local backend and eval's scoring run there. The one
+    code version of the project (training.lineage records it in run.json). The packages are
+    read as files beside this one, not imported: builders never imports training or the CLI."""
+    root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for pkg in ("schemas", "builders", "polyground"):
-        base = Path(importlib.import_module(pkg).__file__).parent
-        for f in sorted(base.rglob("*.py")):
-            h.update(f.relative_to(base.parent).as_posix().encode() + b"\0")
+    for pkg in ("schemas", "builders", "training", "polyground"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
             h.update(f.read_bytes() + b"\0")
-    return f"{importlib.import_module('polyground').__version__}+{h.hexdigest()[:12]}"
+    version = (root / "polyground" / "__init__.py").read_text()
+    m = re.search(r"__version__\s*=\s*[\"']([^\"']+)", version)
+    return f"{m.group(1) if m else '0'}+{h.hexdigest()[:12]}"
 
 
 def version_id(kind: str, input_ids: list[str], config: dict, code: str, file_hashes: dict) -> str:

@@ -239,7 +239,7 @@ def test_annotations_from_any_source_with_labels_and_boxes():
 
 
 def test_ordinal_words_then_suffixes():
-    from builders.annotations import ordinal
+    from schemas.profiles import ordinal  # the one ordinal (0-based), used by annotations and readers too
 
-    got = [ordinal(n) for n in (1, 2, 3, 10, 11, 12, 13, 21, 22, 23, 101, 111)]
+    got = [ordinal(n - 1) for n in (1, 2, 3, 10, 11, 12, 13, 21, 22, 23, 101, 111)]
     assert got == ["first", "second", "third", "tenth", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]

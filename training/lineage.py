@@ -17,22 +17,12 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from builders.store import code_version  # the one code version of the project
+
 RUN_FILE = "run.json"
 
 
 @lru_cache(maxsize=1)
-def code_version() -> str:
-    """`<version>+<hash of every polyground source file>` (training code included)."""
-    import polyground
-
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for pkg in ("schemas", "builders", "training", "polyground"):
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return f"{polyground.__version__}+{h.hexdigest()[:12]}"
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from schemas.errors import UserError
-from training.lineage import RUN_FILE, code_version, model_fingerprint, write_run
+from builders.store import code_version
+from training.lineage import RUN_FILE, model_fingerprint, write_run
 
 
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str | None = None) -> Path:

@@ -231,12 +231,13 @@ def tiny_corpus(extra: list[str] | None = None) -> list[str]:
     questions += ["Which image shows it? Find it in the image.", "first second third fourth fifth image"]
     # The demo family's annotation-built reasoning, read from its template, so that its words are
     # single tokens: a shorter completion and one token per decision.
-    from builders.annotations import TEMPLATE_ID, ordinal, parse_sections
+    from builders.annotations import TEMPLATE_ID, parse_sections
+    from schemas.profiles import ordinal
     from builders.cot import load_template
 
     red = parse_sections(load_template(TEMPLATE_ID).text)["locate_red"]
     places = ["top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "centre"]
-    questions += [red.format(pos=p, kth=ordinal(n), k=n) for p in places for n in (1, 2)]
+    questions += [red.format(pos=p, kth=ordinal(n - 1), k=n) for p in places for n in (1, 2)]
     chat = ["system user assistant", "You are a helpful assistant.", "Picture 1: Picture 2:"]
     return [numbers, *answers, *questions, *chat, *(extra or [])]
 

@@ -57,11 +57,11 @@ from builders.sources.words import (
     OBJECT_REF_RE,
     directive_target,
     is_url,
-    ordinal,
     parse_boxes,
     statement_target,
 )
 from schemas.boxes import box_problem
+from schemas.profiles import ordinal
 from schemas.errors import UserError
 
 SOURCE = "mig-bench"

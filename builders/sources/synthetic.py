@@ -35,7 +35,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from builders.sources.base import Reject, SourceItem
-from builders.sources.words import format_box, ordinal
+from builders.sources.words import format_box
+from schemas.profiles import ordinal
 from schemas.errors import UserError
 
 SHAPES = ("circle", "square", "triangle")

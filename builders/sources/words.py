@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import re
 
-ORDINAL_WORDS = (
-    "first", "second", "third", "fourth", "fifth",
-    "sixth", "seventh", "eighth", "ninth", "tenth",
-)
+from schemas.profiles import ORDINALS as ORDINAL_WORDS
 
 # One image reference; its named groups are read by `_ref_index` (the
 # directive and statement patterns embed it once, so the groups carry over).
@@ -47,15 +44,6 @@ BOX_RE = re.compile(
     r"\s*\(\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*\)\s*<\|box_end\|>"
 )
 OBJECT_REF_RE = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>", re.DOTALL)
-
-
-def ordinal(index: int) -> str:
-    """0 -> "first"; past the tenth, "11th" style."""
-    if 0 <= index < len(ORDINAL_WORDS):
-        return ORDINAL_WORDS[index]
-    n = index + 1
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 def _ref_index(m: re.Match, n_images: int | None) -> int | None:
