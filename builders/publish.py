@@ -86,7 +86,7 @@ def export_folder(store, version, folder: Path) -> list[tuple[str, int]]:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"--out {folder} exists and is not an empty folder; choose a new one")
     folder.mkdir(parents=True, exist_ok=True)
-    export_version(store, version, folder)
+    export_version(store, version, folder, marker=False)  # the export marker is not part of the dataset
     return check_folder(folder)
 
 

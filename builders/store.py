@@ -12,11 +12,20 @@ A version is built in a temporary folder and renamed into place only after
 `manifest.json` (written last) is on disk: a crash leaves no version or a whole
 one. Its id hashes what made it (kind, input ids, config, code version) and what
 it holds (data file hashes): same inputs, same id; committing it again is a no-op.
+
+What is read is checked as it is read, so no command ships or builds on
+changed bytes: the manifest's seal (and so its kind) when a version is opened,
+each data file's hash before it is memory-mapped (once per store object), each
+image's hash when it is read or referenced by a new version (once per store
+object). `data verify` rechecks everything from scratch. A write that fails
+for the environment (read-only store, full disk) is one line naming the store,
+and leaves no temporary file behind.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import importlib.util
@@ -38,6 +47,7 @@ from schemas import rows
 from schemas.errors import UserError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ID_LIKE_RE = re.compile(r"^[0-9a-fA-F]+$")  # a tag of hex digits only would read as a version id (prefix)
 DATA, REJECTS, CARD, MANIFEST = "data.arrow", "rejects.arrow", "README.md", "manifest.json"
 CORE_KEYS = ("name", "id", "kind", "created", "code_version", "inputs", "config", "counts", "files", "schema")
 
@@ -75,9 +85,52 @@ def manifest_text(body: dict) -> str:
     return json.dumps({**body, "seal": seal}, sort_keys=True, indent=2) + "\n"
 
 
-def _read_ipc(path: Path) -> pa.Table:
-    with pa.memory_map(str(path)) as source:  # zero-copy: buffers point into the mapping
-        return pa.ipc.open_stream(source).read_all()
+def _read_ipc(path: Path, ref: str = "") -> pa.Table:
+    try:
+        with pa.memory_map(str(path)) as source:  # zero-copy: buffers point into the mapping
+            return pa.ipc.open_stream(source).read_all()
+    except (pa.ArrowException, OSError) as e:  # ArrowInvalid, a truncated stream (OSError), a folder
+        where = f"{ref}: " if ref else ""
+        raise UserError(f"{where}{path.name} is unreadable ({str(e).splitlines()[0][:200]}); "
+                        f"see `polyground data verify {ref or path.parent}`") from None
+
+
+# Field types a manifest must have before anything reads it (after its seal).
+MANIFEST_TYPES = {"name": str, "id": str, "kind": str, "created": str, "code_version": str, "inputs": list,
+                  "config": dict, "counts": dict, "files": dict}
+
+
+def read_manifest(folder: Path) -> tuple[dict | None, str | None]:
+    """(manifest, None) when the folder's manifest is intact, else (None, the problem, naming the file).
+
+    Intact: valid JSON, sealed (any edited value, the kind included, breaks the
+    seal), fields of the expected types, and an id that recomputes from what it
+    records and names the folder."""
+    path = folder / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+        m = json.loads(text)
+    except FileNotFoundError:
+        return None, f"{MANIFEST}: missing"
+    except IsADirectoryError:
+        return None, f"{MANIFEST}: is a folder, not a file"
+    except OSError as e:
+        return None, f"{MANIFEST}: unreadable ({e.strerror})"
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        return None, f"{MANIFEST}: not valid JSON ({str(e)[:200]})"
+    if not isinstance(m, dict) or manifest_text(m) != text:
+        return None, f"{MANIFEST}: content changed (its seal does not match)"
+    bad = [k for k, t in MANIFEST_TYPES.items() if not isinstance(m.get(k), t)]
+    files = m.get("files") or {}
+    if bad or m["kind"] not in rows.SCHEMAS or not all(isinstance(files.get(f), str) for f in (DATA, REJECTS)) \
+            or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in m["inputs"]) \
+            or not isinstance(m["counts"].get("rows"), int):
+        return None, f"{MANIFEST}: malformed ({', '.join(bad) or 'kind, files, inputs or counts'} not as written)"
+    expected = version_id(m["kind"], [i["id"] for i in m["inputs"]], m["config"], m["code_version"],
+                          {k: v for k, v in files.items() if k in (DATA, REJECTS)})
+    if not expected == m["id"] == folder.name:
+        return None, f"{MANIFEST}: id {m['id']} does not match what the version holds"
+    return m, None
 
 
 def _write_ipc(table: pa.Table, path: Path) -> None:
@@ -89,24 +142,45 @@ def _write_ipc(table: pa.Table, path: Path) -> None:
 
 
 class Version:
-    """A committed, frozen dataset version."""
+    """A committed, frozen dataset version; what it reads is checked (module docstring)."""
 
-    def __init__(self, path: Path, manifest: dict | None = None):
+    def __init__(self, path: Path, manifest: dict | None = None, store: "Store | None" = None):
         self.path, self._manifest = Path(path), manifest
         self.name, self.id = self.path.parent.name, self.path.name
+        self.store = store
 
     @property
     def manifest(self) -> dict:
+        """The sealed manifest; a UserError naming the problem when it is not intact."""
         if self._manifest is None:
-            try:
-                self._manifest = json.loads((self.path / MANIFEST).read_text())
-            except (OSError, ValueError):
-                raise UserError(f"{self.ref}: manifest.json is unreadable (see `polyground data verify`)") from None
+            m, problem = read_manifest(self.path)
+            if problem:
+                raise UserError(f"{self.ref}: {problem}; it is damaged (see `polyground data verify {self.ref}`)")
+            self._manifest = m
         return self._manifest
 
     kind = property(lambda self: self.manifest["kind"])
     ref = property(lambda self: f"{self.name}@{self.id}")
-    is_bench = property(lambda self: self.kind == "bench")
+
+    @property
+    def is_bench(self) -> bool:
+        """A bench split? For a damaged manifest, the kind its id was made from: editing
+        `kind` breaks the seal, and must not turn a benchmark into training data."""
+        try:
+            return self.kind == "bench"
+        except UserError:
+            return self.sealed_kind() == "bench"
+
+    def sealed_kind(self) -> str | None:
+        """The kind the folder's id hashes, recovered from a possibly edited manifest."""
+        try:
+            m = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+            files = {k: v for k, v in m["files"].items() if k in (DATA, REJECTS)}
+            ids = [i["id"] for i in m["inputs"]]
+            found = [k for k in rows.SCHEMAS if version_id(k, ids, m["config"], m["code_version"], files) == self.id]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return None
+        return found[0] if found else None
 
     @property
     def created(self) -> str:
@@ -115,23 +189,44 @@ class Version:
         except UserError:  # a damaged version still lists; verify names the damage
             return ""
 
+    def checked_file(self, name: str) -> Path:
+        """The path of data file `name` once its hash matches the manifest (else a UserError naming it)."""
+        path, expected = self.path / name, self.manifest["files"].get(name)
+        hashes = self.store._file_hashes if self.store is not None else {}
+        key = _stat_key(path)
+        if key is None or hashes.get(key) != expected:
+            problem = _hash_problem(name, path, expected)
+            if problem:
+                raise UserError(f"{self.ref}: {problem}; it is damaged (see `polyground data verify {self.ref}`)")
+            hashes[key] = expected
+        return path
+
     def table(self) -> pa.Table:
-        return _read_ipc(self.path / DATA)
+        return _read_ipc(self.checked_file(DATA), self.ref)
 
     def rejects(self) -> pa.Table:
-        return _read_ipc(self.path / REJECTS)
+        return _read_ipc(self.checked_file(REJECTS), self.ref)
 
     def dataset(self):
         import datasets
 
-        return datasets.Dataset.from_file(str(self.path / DATA))
+        return datasets.Dataset.from_file(str(self.checked_file(DATA)))
 
     @cached_property
     def image_hashes(self) -> set[str]:
-        """Every image hash the rows reference (empty for kinds without images)."""
+        """Every image hash the rows reference (empty for kinds without images).
+
+        A damaged manifest cannot vouch for the data file; it is read unchecked so
+        that the contamination guard still sees a benchmark's images."""
         from builders.contamination import table_image_hashes
 
-        return table_image_hashes(self.table())
+        try:
+            table = self.table()
+        except UserError:
+            if read_manifest(self.path)[1] is None:
+                raise
+            table = _read_ipc(self.path / DATA, self.ref)
+        return table_image_hashes(table)
 
 
 class Store:
@@ -143,23 +238,82 @@ class Store:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        # What this store object has checked (one command): each file is hashed once.
+        self._file_hashes: dict[tuple, str] = {}
+        self._good_images: set[str] = set()
 
     def image_path(self, h: str) -> Path:
         return self.root / "images" / h[:2] / h
 
     def put_image(self, data: bytes) -> str:
-        """Store bytes once under their sha256; atomic (temp + rename) and idempotent."""
+        """Store bytes once under their sha256; atomic (temp + rename) and idempotent.
+        A stored copy whose bytes changed is replaced by these (they hash right)."""
         h = hashlib.sha256(data).hexdigest()
         path = self.image_path(h)
-        if path.exists():
+        if h in self._good_images or (path.is_file() and sha256_file(path) == h):
+            self._good_images.add(h)
             return h
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)  # atomic against a kill; durability waits for the commit's sync
+        with self.writing():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)  # atomic against a kill; durability waits for the commit's sync
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()  # a full disk leaves no partial temp file
         Store.images_unsynced = True
+        self._good_images.add(h)
         return h
+
+    def image_problem(self, h: str) -> str | None:
+        """None when image `h` is stored with the bytes its name hashes (checked once per store object)."""
+        path = self.image_path(h)
+        if h in self._good_images and path.is_file():  # hashed once; a deletion since is still seen
+            return None
+        problem = _hash_problem(f"image {path.relative_to(self.root)}", path, h)
+        if problem is None:
+            self._good_images.add(h)
+        return problem
+
+    def check_images(self, hashes, ref: str = "") -> None:
+        """Raise a UserError naming the first missing or changed image of `hashes`."""
+        problems = [p for h in sorted(set(hashes)) if (p := self.image_problem(h))]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            whose = f"{ref}: " if ref else ""
+            raise UserError(f"{whose}{problems[0]}{more}; the store is damaged (see `polyground data verify`)")
+
+    def read_image(self, h: str) -> bytes:
+        """The bytes of image `h`, refused (UserError naming it) when missing or changed."""
+        path = self.image_path(h)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = None
+        if data is None or hashlib.sha256(data).hexdigest() != h:  # the bytes that leave are the bytes checked
+            self._good_images.discard(h)
+            self.check_images([h])
+        self._good_images.add(h)
+        return data
+
+    def checked_image_path(self, h: str) -> Path:
+        """The path of image `h`, after checking its bytes (for readers that take paths)."""
+        self.check_images([h])
+        return self.image_path(h)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """An environment failure while writing the store (read-only, full, no permission) is one line."""
+        try:
+            yield
+        except OSError as e:
+            code = e.errno or next((c for c, m in _ENV_MESSAGES.items() if m in str(e)), None)
+            if code not in _ENV_ERRNOS:
+                raise
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            raise UserError(f"cannot write to store {self.root}: {os.strerror(code)}{where}") from None
 
     def versions(self, name: str | None = None) -> list[Version]:
         """Committed versions (a folder with a manifest), oldest first."""
@@ -167,14 +321,21 @@ class Store:
             return []  # never a folder outside the store
         base = self.root / "datasets"
         folders = [base / name] if name else sorted(base.iterdir()) if base.is_dir() else []
-        found = [Version(d) for f in folders if f.is_dir() for d in f.iterdir()
+        found = [Version(d, store=self) for f in folders if f.is_dir() for d in f.iterdir()
                  if not d.name.startswith(".") and (d / MANIFEST).is_file()]
         return sorted(found, key=lambda v: (v.created, v.ref))
 
     def tags(self, name: str) -> dict[str, str]:
+        """tag -> version id; a ref that is not a readable file (a folder, say) is no tag."""
         folder = self.root / "refs" / name
-        files = sorted(folder.iterdir()) if folder.is_dir() else []
-        return {p.name: p.read_text().strip() for p in files if not p.name.startswith(".")}
+        files = sorted(folder.iterdir()) if NAME_RE.match(name) and folder.is_dir() else []
+        out = {}
+        for p in files:
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                out[p.name] = p.read_text(encoding="utf-8", errors="replace").strip()
+        return out
 
     def resolve(self, ref: str | Version) -> Version:
         """`name@id` (or a unique id prefix), `name@tag`, or `name` (its newest version)."""
@@ -187,24 +348,45 @@ class Store:
         if not sel:
             return known[-1]
         tag_id = self.tags(name).get(sel)
-        matches = [v for v in known if v.id == tag_id] or [v for v in known if v.id.startswith(sel.lower())]
+        # a whole id wins over a tag (a tag cannot shadow a version), a tag over an id prefix
+        matches = [v for v in known if v.id == sel.lower()] or [v for v in known if v.id == tag_id] \
+            or [v for v in known if v.id.startswith(sel.lower())]
         if len(matches) != 1:
             why = "is ambiguous" if matches else "is neither a version id nor a tag"
             raise UserError(f"{ref}: {sel!r} {why} of {name} (see `polyground data ls {name}`)")
         return matches[0]
 
-    def tag(self, ref: str | Version, tag: str) -> Version:
+    def tag(self, ref: str | Version, tag: str, force: bool = False) -> tuple[Version, str | None]:
+        """Point `name@tag` at a version; returns (version, the id it moved from, or None).
+
+        Moving a tag that marks another version needs `force`."""
         version = self.resolve(ref)
         if not NAME_RE.match(tag):
             raise UserError(f"tag {tag!r}: use letters, digits, '.', '_' or '-'")
+        if ID_LIKE_RE.match(tag):
+            raise UserError(f"tag {tag!r} looks like a version id (hex digits only) and would shadow one; "
+                            "add a letter beyond 'f' or a '-' (e.g. v{tag})".replace("{tag}", tag))
         folder = self.root / "refs" / version.name
-        folder.mkdir(parents=True, exist_ok=True)
-        with self.lock():
-            (tmp := folder / f".tmp-{uuid.uuid4().hex}").write_text(version.id + "\n")
-            os.replace(tmp, folder / tag)
-        return version
+        with self.writing():
+            folder.mkdir(parents=True, exist_ok=True)
+            with self.lock():
+                if (folder / tag).is_dir():
+                    raise UserError(f"{folder / tag} is a folder, not a tag file; remove it first")
+                previous = self.tags(version.name).get(tag)
+                previous = None if previous == version.id else previous
+                if previous and not force:
+                    raise UserError(f"{version.name}@{tag} marks {version.name}@{previous}; "
+                                    f"pass --force to move it to {version.id}")
+                tmp = folder / f".tmp-{uuid.uuid4().hex}"
+                try:
+                    tmp.write_text(version.id + "\n")
+                    os.replace(tmp, folder / tag)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        return version, previous
 
     def check_trainable(self, version: Version) -> None:
+        version.manifest  # a damaged manifest is refused first: its kind cannot be trusted  # noqa: B018
         if version.is_bench:
             raise UserError(f"{version.ref} is a benchmark split; it is never used for training or data building")
 
@@ -240,45 +422,55 @@ class Store:
                     tmp.unlink()
 
     def verify(self, version: Version | str) -> list[str]:
-        """Recompute every hash the version rests on; each problem names its file."""
+        """Recompute every hash the version rests on, from scratch; each problem names its file."""
         name, _, sel = str(getattr(version, "ref", version)).partition("@")
         if all(map(NAME_RE.match, (name, sel))) and (self.root / "datasets" / name / sel).is_dir() \
                 and not (self.root / "datasets" / name / sel / MANIFEST).exists():
             return [f"{MANIFEST}: missing (the version folder has no manifest)"]
         version = self.resolve(version)
-        if problems := _check_manifest(version):
-            return problems
-        problems = [p for f, h in version.manifest["files"].items() if (p := _hash_problem(f, version.path / f, h))]
+        m, problem = read_manifest(version.path)
+        if problem:
+            return [problem]
+        version._manifest = m
+        files = {f: h for f, h in m["files"].items() if isinstance(h, str)}
+        problems = [p for f, h in files.items() if (p := _hash_problem(f, version.path / f, h))]
         if any(p.startswith(DATA) for p in problems):
             return problems  # the image list itself cannot be trusted
-        paths = {h: self.image_path(h) for h in sorted(version.image_hashes)}
+        self._file_hashes[_stat_key(version.path / DATA)] = files[DATA]  # hashed just now
+        try:
+            hashes = sorted(version.image_hashes)
+        except UserError as e:  # the hash matched but Arrow cannot read it: never written by us
+            return [f"{DATA}: unreadable ({e})"]
+        paths = {h: self.image_path(h) for h in hashes}
         return problems + [p for h, path in paths.items()
                            if (p := _hash_problem(f"image {path.relative_to(self.root)}", path, h))]
 
 
-def _hash_problem(label: str, path: Path, expected: str) -> str | None:
-    if not path.is_file():
-        return f"{label}: missing"
-    return f"{label}: content changed (its sha256 differs)" if sha256_file(path) != expected else None
+_ENV_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# pyarrow's write errors carry the errno only in their text
+_ENV_MESSAGES = {errno.ENOSPC: "No space left", errno.EROFS: "Read-only file system",
+                 errno.EACCES: "Permission denied", errno.EDQUOT: "Disk quota exceeded"}
 
 
-def _check_manifest(version: Version) -> list[str]:
-    path = version.path / MANIFEST
+def _stat_key(path: Path) -> tuple | None:
+    """What identifies one state of a file for the hash cache: a rewrite changes it."""
     try:
-        text = path.read_text()
-        m = json.loads(text)
-    except FileNotFoundError:
-        return [f"{MANIFEST}: missing"]
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [f"{MANIFEST}: not valid JSON ({e})"]
-    if not isinstance(m, dict) or manifest_text(m) != text:
-        return [f"{MANIFEST}: content changed (its seal does not match)"]
-    expected = version_id(m["kind"], [i["id"] for i in m["inputs"]], m["config"], m["code_version"],
-                          {k: v for k, v in m["files"].items() if k in (DATA, REJECTS)})
-    if not expected == m["id"] == version.id:
-        return [f"{MANIFEST}: id {m['id']} does not match what the version holds"]
-    version._manifest = m
-    return []
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash_problem(label: str, path: Path, expected: str | None) -> str | None:
+    try:
+        if not path.is_file():
+            return f"{label}: missing"
+        got = sha256_file(path)
+    except OSError as e:
+        return f"{label}: unreadable ({e.strerror})"
+    if expected is None:
+        return f"{label}: not listed in the manifest"
+    return f"{label}: content changed (its sha256 differs)" if got != expected else None
 
 
 def _pause_for_tests() -> None:
@@ -304,13 +496,18 @@ class Writer:
 
     def __enter__(self) -> "Writer":
         folder = self.store.root / "datasets" / self.name
-        folder.mkdir(parents=True, exist_ok=True)
-        with self.store.lock():
-            self.store.clean_stale(self.name)
-            self.tmp = folder / f".tmp-{uuid.uuid4().hex}"
-            self.tmp.mkdir()
-            self._owner = open(self.tmp / ".owner", "a+")
-            fcntl.flock(self._owner, fcntl.LOCK_EX)  # marks the folder live until we exit
+        self.tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            with self.store.writing():
+                folder.mkdir(parents=True, exist_ok=True)
+                with self.store.lock():
+                    self.store.clean_stale(self.name)
+                    self.tmp.mkdir()
+                    self._owner = open(self.tmp / ".owner", "a+")
+                    fcntl.flock(self._owner, fcntl.LOCK_EX)  # marks the folder live until we exit
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def write(self, table: pa.Table, rejects: pa.Table | None = None, extra_manifest: dict | None = None) -> None:
@@ -321,9 +518,10 @@ class Writer:
         table = table.select(schema.names).cast(schema)
         rejects = rows.REJECTS.empty_table() if rejects is None else rejects
         rejects = rejects.select(rows.REJECTS.names).cast(rows.REJECTS)
-        _write_ipc(table, self.tmp / DATA)
-        _pause_for_tests()
-        _write_ipc(rejects, self.tmp / REJECTS)
+        with self.store.writing():
+            _write_ipc(table, self.tmp / DATA)
+            _pause_for_tests()
+            _write_ipc(rejects, self.tmp / REJECTS)
         files = {f: sha256_file(self.tmp / f) for f in (DATA, REJECTS)}
         extra = dict(extra_manifest or {})
         if clash := [k for k in extra if k in CORE_KEYS and k != "counts"]:
@@ -346,16 +544,21 @@ class Writer:
             if exc_type is None:
                 if self._manifest is None:
                     raise ValueError("store writer closed without write()")
-                self._commit()
+                with self.store.writing():
+                    self._commit()
         finally:
             self._owner.close()
             shutil.rmtree(self.tmp, ignore_errors=True)  # gone after a rename; else leftovers
 
     def _commit(self) -> None:
         final = self.tmp.parent / self._manifest["id"]
-        if (final / MANIFEST).is_file():  # same inputs, same content: nothing new
-            self.version = Version(final)
+        if _intact(final):  # same inputs, same content: nothing new
+            self.version = Version(final, store=self.store)
             return
+        from builders.contamination import table_image_hashes
+
+        # A version is never born failing verify: every image it references is there, unchanged.
+        self.store.check_images(table_image_hashes(self._table), f"{self.name} (not written)")
         _write_card(self.tmp, self._manifest, self._table)
         for f in sorted(p for p in self.tmp.rglob("*") if p.is_file()):  # the card and its plots
             rel = f.relative_to(self.tmp).as_posix()
@@ -369,16 +572,22 @@ class Writer:
             os.sync()
             Store.images_unsynced = False
         with self.store.lock():
-            if (final / MANIFEST).is_file():  # same inputs, same content: nothing new
-                self.version = Version(final)
+            if _intact(final):  # same inputs, same content: nothing new
+                self.version = Version(final, store=self.store)
                 return
-            shutil.rmtree(final, ignore_errors=True)  # a half-copied folder cannot exist, but be safe
+            shutil.rmtree(final, ignore_errors=True)  # a damaged copy of this very version is replaced
             (self.tmp / ".owner").unlink()
             os.rename(self.tmp, final)
             fd = os.open(final.parent, os.O_RDONLY)  # make the rename itself durable
             os.fsync(fd)
             os.close(fd)
-        self.version = Version(final)
+        self.version = Version(final, store=self.store)
+
+
+def _intact(folder: Path) -> bool:
+    """A committed version whose manifest and data files hash right."""
+    m, problem = read_manifest(folder)
+    return problem is None and not any(_hash_problem(f, folder / f, m["files"][f]) for f in (DATA, REJECTS))
 
 
 def _counts(table: pa.Table, rejects: pa.Table) -> dict:

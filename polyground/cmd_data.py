@@ -1,9 +1,11 @@
 """`polyground data ...`: list, show, verify, diff, tag, export and merge versions.
 
-Read-only except `tag` (writes a ref), `export` (writes outside the store)
-and `merge` (commits a new version from shard versions of one kind, e.g. a
-CoT build sharded over hosts with `--shard i/n`). What the text reports print
-comes from rows (ids, task types): it goes through `terminal_safe`, so an
+Read-only except `tag` (writes a ref; moving one needs --force), `export`
+(writes outside the store, into an empty folder or, with --overwrite, over
+its own earlier export) and `merge` (commits a new version from shard
+versions of one kind, e.g. a CoT build sharded over hosts with `--shard i/n`).
+Every command checks what it reads (builders.store). What the text reports
+print comes from rows (ids, task types): it goes through `terminal_safe`, so an
 escape sequence in a row value is shown, not obeyed; `--json` output is ASCII.
 """
 from __future__ import annotations
@@ -37,9 +39,12 @@ def add_parsers(sub) -> None:
     p = command("tag", cmd_tag, "give a version a name (NAME@TAG)")
     p.add_argument("ref")
     p.add_argument("tag")
+    p.add_argument("--force", action="store_true", help="move the tag when it already marks another version")
     p = command("export", cmd_export, "write Parquet shards with embedded images, the card and the manifest")
     p.add_argument("ref")
     p.add_argument("dir", type=Path)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in DIR (only the files that export wrote)")
     p = command("merge", cmd_merge, "merge versions of one kind (e.g. CoT shards) into a new version")
     p.add_argument("refs", nargs="+")
     p.add_argument("--name", required=True, help="name of the merged dataset")
@@ -56,13 +61,18 @@ def cmd_ls(args) -> int:
         tags.setdefault(v.name, store.tags(v.name))
     w = max(36, *(len(v.ref) for v in versions))  # long names keep the columns aligned
     print(f"{'version':<{w}} {'kind':<12} {'rows':>8}  {'created':<20} tags")
+    damaged = []
     for v in versions:
-        try:
+        try:  # the manifest's seal is checked as it is read: an edited one lists as damaged
             kind, rows = v.kind, v.manifest["counts"]["rows"]
         except UserError:
             kind, rows = "damaged", "?"
+            damaged.append(v.ref)
         names = ",".join(t for t, i in tags[v.name].items() if i == v.id)
         print(terminal_safe(f"{v.ref:<{w}} {kind:<12} {rows:>8}  {v.created[:19]:<20} {names}"))
+    if damaged:
+        print(terminal_safe(f"warning: {len(damaged)} damaged version(s), their manifest changed or unreadable: "
+                            f"{', '.join(damaged)} (see `polyground data verify REF`)"), file=sys.stderr)
     return 0
 
 
@@ -152,7 +162,9 @@ def cmd_diff(args) -> int:
 
 def cmd_tag(args) -> int:
     store = open_store(args)
-    v = store.tag(args.ref, args.tag)
+    v, previous = store.tag(args.ref, args.tag, force=args.force)
+    if previous:
+        print(f"moved {v.name}@{args.tag} from {v.name}@{previous}", file=sys.stderr)
     print(f"{v.name}@{args.tag} -> {v.ref}")
     return 0
 
@@ -161,7 +173,7 @@ def cmd_export(args) -> int:
     from builders.export import export_version
 
     store = open_store(args)
-    files = export_version(store, store.resolve(args.ref), args.dir)
+    files = export_version(store, store.resolve(args.ref), args.dir, overwrite=args.overwrite)
     shards = sum(1 for f in files if f.suffix == ".parquet")
     print(f"wrote {shards} parquet shard(s), the card and the manifest", file=sys.stderr)
     print(args.dir)
@@ -192,6 +204,9 @@ def merge_versions(store, versions: list, name: str):
         dup = next(d["values"] for d in pc.value_counts(ids).to_pylist() if d["counts"] > 1)
         raise UserError(f"merge: id {dup!r} appears in more than one input; shards must not overlap")
     rejects = pa.concat_tables([v.rejects() for v in versions])
+    from builders.contamination import table_image_hashes
+
+    store.check_images(table_image_hashes(table), "merge")  # before the summary and contamination work
     extra = merged_extra(versions)
     if kind in ("tasks", "bench"):
         from builders.ingest import task_summary
