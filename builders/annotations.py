@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.boxes import clip01, iou
+from schemas.boxes import box_problem, clip01, iou
 from schemas.profiles import ordinal
 
 TEMPLATE_ID = "annotations_v2"
@@ -49,7 +49,7 @@ def describe(obj: dict) -> str:
     for key in ("label", "name", "category"):
         if isinstance(obj.get(key), str) and obj[key].strip():
             return obj[key].strip()
-    words = [str(obj[k]) for k in ("color", "shape") if obj.get(k)]
+    words = [obj[k] for k in ("color", "shape") if isinstance(obj.get(k), str) and obj[k]]
     return " ".join(words) or "object"
 
 
@@ -93,7 +93,7 @@ def target_name(task: dict, objects: list[list[dict]], meta: dict) -> str:
     best, best_iou = None, 0.0
     for o in objects[task["target_image"]]:
         box = o.get("box")
-        if isinstance(box, list) and len(box) == 4:
+        if box_problem(box) not in ("not_four_numbers", "nan"):  # four finite numbers (strings are no box)
             overlap = iou(clip01(box), clip01(task["target_box"]))
             if overlap > best_iou:
                 best, best_iou = o, overlap
@@ -108,7 +108,8 @@ def reasoning_for(task: dict, sections: dict[str, str]) -> str | None:
     family = task["task_type"] if task["task_type"] in sections else "generic"
     k = task["target_image"]
     values = {"k": k + 1, "kth": ordinal(k), "target": target_name(task, objects, meta),
-              "pos": position(task["target_box"]), "change": meta.get("change") or "changed"}
+              "pos": position(task["target_box"]),
+              "change": meta["change"] if isinstance(meta.get("change"), str) and meta["change"] else "changed"}
     lines = []
     for i, image in enumerate(objects):
         key = f"{family}.target_image" if i == k and f"{family}.target_image" in sections else "image"

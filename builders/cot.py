@@ -289,7 +289,7 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
                             max_retries=cfg.max_retries, concurrency=cfg.concurrency, supports_n=cfg.supports_n,
                             breaker_after=cfg.breaker_after,
                             cache=ResponseCache(store.root / "cache" / "responses.sqlite"),
-                            image_loader=lambda h: store.image_path(h).read_bytes())
+                            image_loader=store.read_image)
     grounding, rejects = [], []
     for t in tasks:
         if t["target_box"] is not None and t["target_image"] is not None:
@@ -365,6 +365,8 @@ def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamina
 
     shard = parse_shard(cfg.shard)
     version, tasks = load_tasks(store, tasks_ref, shard)
+    # Every image the new rows will reference, hashed once before any work or request.
+    store.check_images({i["sha256"] for t in tasks for i in t["images"]}, version.ref)
     if cfg.mode == "teacher":
         rows, rejects, extra, config = build_teacher(store, tasks, cfg, quiet)
     else:

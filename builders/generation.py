@@ -198,7 +198,7 @@ class EndpointBackend(Backend):
         scoped = ScopedCache(cache, identity) if cache is not None else None
         self.client = EndpointClient(base_url, model, api_key_env=api_key_env, timeout=timeout,
                                      max_retries=max_retries, concurrency=concurrency, cache=scoped,
-                                     supports_n=supports_n, image_loader=lambda h: store.image_path(h).read_bytes())
+                                     supports_n=supports_n, image_loader=store.read_image)
         self.stats = self.client.stats  # one set of counters
 
     def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
@@ -272,7 +272,7 @@ class LocalBackend(Backend):
         return got
 
     def _images(self, task: dict) -> list[Path]:
-        return [self.store.image_path(i["sha256"]) for i in task["images"]]
+        return [self.store.checked_image_path(i["sha256"]) for i in task["images"]]  # the model reads checked bytes
 
 
 def _image_processor_config(folder: Path) -> dict:

@@ -4,7 +4,8 @@ A reference is a Path (relative to the source root, or absolute inside it) or
 the bytes themselves. Everything a source points at is untrusted: paths may
 try to leave the source folder, name a URL, or hold a truncated file or a
 decompression bomb. Failures raise `ImageRejected(reason, detail)` with the
-reasons of docs/internals.md; nothing else escapes. `sha256_file` is the file
+reasons of docs/internals.md (`invalid_path` for a name the OS refuses: a NUL
+byte, a name too long, a symlink loop); nothing else escapes. `sha256_file` is the file
 hash the store uses for images and version files.
 
 One EXIF rule: an image whose EXIF orientation says it is displayed rotated or
@@ -16,6 +17,7 @@ is sent (builders.generation: the pixel budget's smart_resize frame).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import re
@@ -40,15 +42,32 @@ class ImageRejected(Exception):
         self.reason, self.detail = reason, detail
 
 
+def _path_error(text: str, e: Exception) -> ImageRejected:
+    """A path the OS refuses (NUL byte, a name too long, a symlink loop, not encodable) as a named reason."""
+    shown = text if len(text) <= 120 else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+    if isinstance(e, UnicodeError):
+        why = "not encodable as a file name"
+    elif isinstance(e, ValueError):
+        why = "contains a NUL byte" if "null" in str(e) else str(e)
+    elif isinstance(e, RuntimeError) or getattr(e, "errno", None) == errno.ELOOP:
+        why = "a symlink loop"
+    else:
+        why = getattr(e, "strerror", None) or str(e)
+    return ImageRejected("invalid_path", f"{shown!r}: {why}")
+
+
 def resolve_path(ref: Path | str, root: Path | None) -> Path:
     """The file a path reference names, refusing URLs and escapes from `root`."""
     text = str(ref)
     if URL_RE.match(text):
         raise ImageRejected("url_not_allowed", f"{text}: download images first and point at the files")
-    if root is None:
-        return Path(ref).resolve()
-    root = Path(root).resolve()
-    path = (root / ref).resolve()  # follows symlinks, so a link out of root is caught too
+    try:
+        if root is None:
+            return Path(ref).resolve()
+        root = Path(root).resolve()
+        path = (root / ref).resolve()  # follows symlinks, so a link out of root is caught too
+    except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: Python 3.11's symlink loop
+        raise _path_error(text, e) from None
     if not path.is_relative_to(root):
         raise ImageRejected("path_escapes_root", f"{text} resolves outside {root}")
     return path
@@ -56,11 +75,17 @@ def resolve_path(ref: Path | str, root: Path | None) -> Path:
 
 def read_path(ref: Path | str, root: Path | None) -> bytes:
     path = resolve_path(ref, root)
-    if not path.is_file():
-        raise ImageRejected("missing_image", f"{ref}: no such file")
     try:
+        if not path.is_file():
+            raise ImageRejected("missing_image", f"{ref}: no such file")
         return path.read_bytes()
+    except ImageRejected:
+        raise
+    except (ValueError, RuntimeError) as e:
+        raise _path_error(str(ref), e) from None
     except OSError as e:
+        if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            raise _path_error(str(ref), e) from None
         raise ImageRejected("missing_image", f"{ref}: {e.strerror}") from None
 
 

@@ -5,7 +5,10 @@ cheap checks first (duplicate id, target index, box), then its images are read,
 decoded and stored once (a path referenced by many rows is read once), then the
 finished record is checked against `schemas.rows.validate_task`. A failure at
 any step quarantines the item with a named reason (docs/internals.md); nothing
-is kept silently wrong, and nothing bad crashes the build.
+is kept silently wrong, and nothing bad crashes the build. A row may list at
+most `max_images` images (`too_many_images` beyond): a row naming one file
+200,000 times is not a task. Text that is not valid Unicode (a lone surrogate
+from a JSON escape) is `invalid_text`; rejects rows escape it, so they always store.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from schemas import rows
 from schemas.errors import UserError
 
 BATCH = 256  # items whose new images are read together
+MAX_IMAGES_PER_ROW = 64  # MIG-Bench and MGrounding rows hold 2-6; `build tasks --max-images-per-row` changes it
+RECORD_IMAGES = 16  # image references kept in a rejects record (the rest are counted)
 IMAGE_THREADS = 4  # decode + hash + store in parallel: PIL and file I/O release the GIL
 
 
@@ -35,31 +40,78 @@ def box_problem(box) -> str | None:
 
 
 def item_record(item: SourceItem) -> dict:
-    """A JSON-able copy of a source item for the rejects table (bytes summarised)."""
+    """A JSON-able copy of a source item for the rejects table (bytes summarised, long image lists cut)."""
     d = dict(vars(item))
-    d["images"] = [str(i) if not isinstance(i, (bytes, bytearray)) else f"<{len(i)} bytes>" for i in item.images]
+    images = list(item.images) if isinstance(item.images, (list, tuple)) else [item.images]
+    d["images"] = [str(i) if not isinstance(i, (bytes, bytearray)) else f"<{len(i)} bytes>"
+                   for i in images[:RECORD_IMAGES]]
+    if len(images) > RECORD_IMAGES:
+        d["images"].append(f"... and {len(images) - RECORD_IMAGES} more")
     return d
 
 
+def clean_text(value):
+    """A str that encodes as UTF-8: lone surrogates become their `\\udXXX` escape."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def reject_row(rid, reason: str, detail: str, record: dict) -> dict:
-    return {"id": rid, "reason": reason, "detail": detail,
-            "record": json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)}
+    try:
+        text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):  # keys of mixed types, a cycle, a deep value
+        text = json.dumps({"repr": repr(record)[:2000]})
+    return {"id": clean_text(rid if rid is None or isinstance(rid, str) else str(rid)), "reason": reason,
+            "detail": clean_text(detail), "record": clean_text(text)}
 
 
-def target_problem(item: SourceItem) -> tuple[str, str] | None:
-    """(reason, detail) when the target image or box is unusable."""
+def _is_index(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def text_problem(item: SourceItem) -> str | None:
+    """The first text field that is not valid Unicode (it could not be stored), or None."""
+    fields = {"id": item.id, "source": item.source, "task_type": item.task_type, "question": item.question,
+              "answer": item.answer, "choices": item.choices, "meta": item.meta,
+              "images": [str(i) for i in item.images if not isinstance(i, (bytes, bytearray))]}
+    for name, value in fields.items():
+        try:
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{name}: not valid Unicode (a lone surrogate {e.object[e.start:e.end]!a})"
+        except (ValueError, TypeError, RecursionError) as e:
+            return f"{name}: not storable as JSON ({type(e).__name__})"
+    return None
+
+
+def target_problem(item: SourceItem, max_images: int = MAX_IMAGES_PER_ROW) -> tuple[str, str] | None:
+    """(reason, detail) when the image list, target image or box is unusable (no image is read)."""
+    if not isinstance(item.images, (list, tuple)):
+        return "invalid_row:images", f"images: a list is required, got {type(item.images).__name__}"
     n = len(item.images)
+    if n > max_images:
+        return "too_many_images", f"{n} images; a row may hold at most {max_images} (--max-images-per-row)"
+    equivalent = item.equivalent_images if item.equivalent_images is not None else []
+    if not isinstance(equivalent, (list, tuple)) or not all(map(_is_index, equivalent)):
+        return "invalid_row:equivalent_images", f"equivalent_images: {str(equivalent)[:80]} is not a list of indices"
+    if item.target_image is not None and not _is_index(item.target_image):
+        return "invalid_row:target_image", f"target_image: {str(item.target_image)[:80]} is not an index"
+    bad = [i for i in [item.target_image, *equivalent] if i is not None and not 0 <= i < n]
+    if bad:
+        return "target_out_of_range", f"image index {str(bad[0])[:40]} with {n} images (0-based)"
     if item.target_box is not None:
         if item.target_image is None:
             return "no_target_image", "a box target needs the index of its image"
-        bad = [i for i in [item.target_image, *item.equivalent_images] if not isinstance(i, int) or not 0 <= i < n]
-        if bad:
-            return "target_out_of_range", f"image index {bad[0]} with {n} images (0-based)"
         why = box_problem(item.target_box)
         # A benchmark's own wrong box, kept on purpose by its reader (MIG-Bench's
         # inverted boxes count in the official denominator); scoring marks it unverifiable.
         if why and why != (item.meta or {}).get("box_as_released"):
-            return f"invalid_box:{why}", f"box {item.target_box}"
+            return f"invalid_box:{why}", f"box {str(item.target_box)[:200]}"
     return None
 
 
@@ -115,7 +167,7 @@ def to_record(item: SourceItem, images: list[dict]) -> dict:
     }
 
 
-def check_item(item: SourceItem, cache: ImageCache, kept_ids: set) -> dict:
+def check_item(item: SourceItem, cache: ImageCache, kept_ids: set, max_images: int = MAX_IMAGES_PER_ROW) -> dict:
     """The task record for one item, or a rejects row (it has a "reason")."""
     if not isinstance(item.id, str) or not item.id:
         return reject_row(None, "invalid_row:id", "missing or empty id", item_record(item))
@@ -123,9 +175,12 @@ def check_item(item: SourceItem, cache: ImageCache, kept_ids: set) -> dict:
         return reject_row(item.id, "duplicate_id", "an earlier row has this id", item_record(item))
     if not item.images:
         return reject_row(item.id, "invalid_row:images", "images: no image", item_record(item))
-    problem = target_problem(item)
+    problem = target_problem(item, max_images)
     if problem:
         return reject_row(item.id, *problem, item_record(item))
+    why = text_problem(item)
+    if why:
+        return reject_row(item.id, "invalid_text", why, item_record(item))
     images = []
     for i, ref in enumerate(item.images or []):
         try:
@@ -147,11 +202,14 @@ def batched(items: Iterable, n: int):
 
 
 def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
-           root: Path | None = None) -> tuple[list[dict], list[dict]]:
+           root: Path | None = None, max_images: int = MAX_IMAGES_PER_ROW) -> tuple[list[dict], list[dict]]:
     """Validate a source's items into (task records, rejects rows).
 
-    `root` bounds path references (None: any readable path). Raises UserError
-    when no item survives: an empty version is never what the user wanted."""
+    `root` bounds path references (None: any readable path); `max_images` bounds
+    the images of one row. Raises UserError when no item survives: an empty
+    version is never what the user wanted."""
+    if not _is_index(max_images) or max_images < 1:
+        raise UserError(f"--max-images-per-row must be a positive integer, got {max_images!r}")
     from tqdm import tqdm
 
     records, rejects, kept_ids = [], [], set()
@@ -161,12 +219,12 @@ def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
         for batch in batched(items, BATCH):
             # images of items the cheap checks would reject are never read
             cache.prefetch(ref for it in batch if isinstance(it, SourceItem) and it.images
-                           and target_problem(it) is None for ref in it.images)
+                           and target_problem(it, max_images) is None for ref in it.images)
             for item in batch:
                 if isinstance(item, Reject):
                     rejects.append(reject_row(item.id, item.reason, item.detail, item.record))
                     continue
-                out = check_item(item, cache, kept_ids)
+                out = check_item(item, cache, kept_ids, max_images)
                 if "reason" in out:
                     rejects.append(out)
                 else:

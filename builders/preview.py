@@ -10,6 +10,13 @@ shown at.
 
 Predictions rows carry no images or question: they are joined by id with the
 benchmark version they were made from (the manifest's input).
+
+What is shown is bounded, so a hostile version cannot make a huge page: N
+rows per page (`page` picks consecutive rows; without it the N rows are
+spread over the version), at most `images_per_row` images of each row (the
+rest are counted), each distinct image encoded once. Images are read through
+the store, which checks each one's hash: a changed or missing image refuses
+the page, naming the file.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ TARGET_COLOUR = "#00c853"  # green
 PRED_COLOUR = "#ff00ff"  # magenta: never confused with the target, on any photo
 THUMB_SIDE = 384  # larger images are re-encoded as JPEG thumbnails: the page stays small
 KEEP_BYTES = 150_000
+IMAGES_PER_ROW = 16  # shown per row; rows may hold more (ingest's bound is MAX_IMAGES_PER_ROW)
 SCORE_COLUMNS = ("format_ok", "image_correct", "iou", "official_iou", "pred_choice", "correct",
                  "pass_rate", "mean_iou", "difficulty", "k", "generator_model", "model", "policy")
 TASK_KINDS = ("tasks", "bench")
@@ -68,10 +76,17 @@ def _source_version(store, version):
     raise UserError(f"{version.ref}: no benchmark or tasks input in its manifest to take images from")
 
 
-def load_rows(store, version, n: int) -> list[dict]:
+def page_rows(n_rows: int, n: int, page: int | None) -> list[int]:
+    """Row indices of one page: consecutive rows of page `page` (1-based), else n spread evenly."""
+    if page is None:
+        return pick(n_rows, n)
+    return list(range((page - 1) * n, min(n_rows, page * n)))
+
+
+def load_rows(store, version, n: int, page: int | None = None) -> list[dict]:
     """The rows to show, each with images/question/target (joined for predictions)."""
     table = version.table()
-    rows = [table.slice(i, 1).to_pylist()[0] for i in pick(table.num_rows, n)]
+    rows = [table.slice(i, 1).to_pylist()[0] for i in page_rows(table.num_rows, n, page)]
     if version.kind != "predictions":
         return rows
     source = _source_version(store, version)
@@ -85,11 +100,10 @@ def load_rows(store, version, n: int) -> list[dict]:
     return [{**by_id[r["id"]], **r} for r in rows]
 
 
-def image_data_url(path: Path) -> str:
-    """A data URL of the image; big ones shrunk to a JPEG thumbnail."""
+def image_data_url(data: bytes) -> str:
+    """A data URL of the image bytes; big ones shrunk to a JPEG thumbnail."""
     from PIL import Image
 
-    data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as im:
         mime = Image.MIME.get(im.format or "", "application/octet-stream")
         if len(data) > KEEP_BYTES or max(im.size) > THUMB_SIDE or not mime.startswith("image/"):
@@ -132,23 +146,45 @@ def predicted(row: dict) -> tuple[int | None, list[float] | None, str | None]:
     return parsed.image, parsed.box, parsed.error
 
 
-def images_html(store, row: dict, pred_image, pred_box) -> str:
+class ImageURLs:
+    """Data URLs by image hash: each distinct image read (hash-checked by the store) and encoded once."""
+
+    def __init__(self, store):
+        self.store, self.urls = store, {}
+
+    def __call__(self, h: str) -> str:
+        if h not in self.urls:
+            self.urls[h] = image_data_url(self.store.read_image(h))
+        return self.urls[h]
+
+
+def shown_images(row: dict, limit: int) -> list[int]:
+    """Indices of the images shown: the first `limit`, plus the target and predicted ones."""
+    n = len(row.get("images") or [])
+    keep = set(range(min(n, limit)))
+    keep |= {i for i in (row.get("target_image"), row.get("pred_image")) if isinstance(i, int) and 0 <= i < n}
+    return sorted(keep)
+
+
+def images_html(urls: ImageURLs, row: dict, pred_image, pred_box, limit: int = IMAGES_PER_ROW) -> str:
     figures = []
     equivalent = set(row.get("equivalent_images") or [])
-    for i, info in enumerate(row.get("images") or []):
+    images = row.get("images") or []
+    shown = shown_images(row, limit)
+    for i in shown:
+        info = images[i]
         boxes = []
         if i == row.get("target_image") and row.get("target_box") is not None:
             boxes.append((row["target_box"], "target"))
         if i == pred_image and pred_box is not None:
             boxes.append((pred_box, "pred"))
-        path = store.image_path(info["sha256"])
-        if path.is_file():
-            body = f'<img src="{image_data_url(path)}" alt="image {i + 1}">{box_svg(boxes)}'
-        else:
-            body = f'<div class="missing">image {i + 1} missing from the store</div>'
+        body = f'<img src="{urls(info["sha256"])}" alt="image {i + 1}">{box_svg(boxes)}'
         notes = " · target" if i == row.get("target_image") else " · also correct" if i in equivalent else ""
         caption = f"image {i + 1} ({info['width']}×{info['height']}){notes}"
         figures.append(f'<figure><div class="frame">{body}</div><figcaption>{caption}</figcaption></figure>')
+    if len(shown) < len(images):
+        figures.append(f'<div class="missing">{len(images) - len(shown)} more images not shown '
+                       f'({len(images)} in this row)</div>')
     return f'<div class="images">{"".join(figures)}</div>'
 
 
@@ -169,11 +205,11 @@ def _parsed_text(row: dict, pred_image, pred_box, why) -> str:
     return f"no box parsed ({why or 'no answer'})"
 
 
-def row_html(store, row: dict) -> str:
+def row_html(urls: ImageURLs, row: dict, limit: int = IMAGES_PER_ROW) -> str:
     pred_image, pred_box, why = predicted(row)
     esc = html.escape
     title = " · ".join(esc(str(row.get(c))) for c in ("id", "task_type", "source") if row.get(c) is not None)
-    parts = [f"<h2>{title}</h2>", images_html(store, row, pred_image, pred_box),
+    parts = [f"<h2>{title}</h2>", images_html(urls, row, pred_image, pred_box, limit),
              f'<p class="question">{esc(row.get("question") or "")}</p>']
     if row.get("choices"):
         options = "".join(f"<li>{esc(c)}</li>" for c in row["choices"])
@@ -188,23 +224,34 @@ def row_html(store, row: dict) -> str:
     return f'<section class="row">{"".join(parts)}</section>'
 
 
-def page_html(version, rows_html: list[str], total: int) -> str:
+def page_html(version, rows_html: list[str], total: int, where: str = "") -> str:
     title = html.escape(f"{version.ref} ({version.kind})")
-    legend = (f'<p class="legend">{len(rows_html)} of {total} rows ·<span style="background:{TARGET_COLOUR}"></span>'
+    legend = (f'<p class="legend">{len(rows_html)} of {total} rows{html.escape(where)} ·<span style="background:{TARGET_COLOUR}"></span>'
               f'target box<span style="background:{PRED_COLOUR}"></span>predicted box</p>')
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{CSS}</style></head><body><h1>{title}</h1>{legend}{''.join(rows_html)}</body></html>\n")
 
 
-def write_preview(store, ref: str, out: Path, n: int = 12) -> tuple[int, int]:
+def write_preview(store, ref: str, out: Path, n: int = 12, page: int | None = None,
+                  images_per_row: int = IMAGES_PER_ROW) -> tuple[int, int]:
     """Write the page for `ref` to `out`; return (rows shown, images inlined)."""
-    if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    version = store.resolve(ref)
-    rows = load_rows(store, version, n)
-    page = page_html(version, [row_html(store, r) for r in rows], version.table().num_rows)
+    for flag, value in (("--n", n), ("--page", 1 if page is None else page), ("--images-per-row", images_per_row)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value!r}")
     out = Path(out)
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    out.write_text(page, encoding="utf-8")
-    return len(rows), page.count("<img ")
+    version = store.resolve(ref)
+    total = version.table().num_rows
+    pages = max(1, -(-total // n))
+    if page is not None and page > pages:
+        raise UserError(f"--page {page}: {version.ref} has {total} rows, {pages} page(s) of {n}")
+    rows = load_rows(store, version, n, page)
+    urls = ImageURLs(store)
+    where = "" if page is None else f" (rows {(page - 1) * n + 1}-{(page - 1) * n + len(rows)}, page {page} of {pages})"
+    page_text = page_html(version, [row_html(urls, r, images_per_row) for r in rows], total, where)
+    try:
+        out.write_text(page_text, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write ({e.strerror})") from None
+    return len(rows), page_text.count("<img ")

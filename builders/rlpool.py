@@ -291,6 +291,7 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
 
     version = input_version(store, tasks_ref)
     table = version.table()
+    store.check_images(version.image_hashes, version.ref)  # hashed once, before any sample is drawn
     run = _Run(backend, config, emit_sft is not None)
     done = 0
     for batch in table.to_batches(max_chunksize=config.chunk):

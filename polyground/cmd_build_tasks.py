@@ -50,6 +50,9 @@ def add_parsers(sub) -> None:
         p.add_argument("--seed", type=int, help="synthetic: random seed")
         p.add_argument("--family", help="synthetic: task family (e.g. locate_red, mixed)")
         p.add_argument("--subsets", help="blink/mmiu: comma-separated subtasks to read")
+        p.add_argument("--max-images-per-row", type=int,
+                       help="rows listing more images are rejected as too_many_images "
+                            "(default: builders.ingest.MAX_IMAGES_PER_ROW, 64)")
         if kind == "tasks":
             p.add_argument("--no-contamination", action="store_true",
                            help="refuse to build when any image is shared with a benchmark split")
@@ -79,7 +82,9 @@ def run_build(args, kind: str) -> int:
     root = None if path is None else (path if path.is_dir() else path.parent).resolve()
     options = reader_options(args)
     store = open_store(args)
-    records, rejects = ingest(reader(path, **options), store, progress=not args.quiet, root=root)
+    limit = args.max_images_per_row
+    bound = {} if limit is None else {"max_images": limit}
+    records, rejects = ingest(reader(path, **options), store, progress=not args.quiet, root=root, **bound)
     table = rows.to_table(records, kind)
     extra = {"summary": task_summary(table),
              "source": {"reader": args.source, "path": None if path is None else str(path.resolve())}}
@@ -89,6 +94,8 @@ def run_build(args, kind: str) -> int:
     if kind != "bench":
         extra.update(contamination_fields(store, records, refuse=args.no_contamination))
     config = {"source": args.source, "options": options}
+    if limit is not None:  # only when given: the ids of earlier builds stay what they were
+        config["max_images_per_row"] = limit
     with store.writer(args.name, kind, inputs=[], config=config) as w:
         w.write(table, rows.to_table(rejects, "rejects"), extra)
     report(w.version, extra.get("contamination", {}), extra.get("near_duplicates"))

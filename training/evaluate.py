@@ -315,9 +315,13 @@ def generate_for_bench(store, bench_version, backend, sampling: dict, seed: int 
     official `template` (schemas.official.PromptTemplate), MIG-Bench rows are
     asked its prompt (`rendered_prompt`, which builders.generation sends as is)."""
     sampling = {"temperature": 0.0, **sampling}
-    table = store.resolve(bench_version).table()
+    version = store.resolve(bench_version)
+    table = version.table()
     if limit is not None:
         table = table.slice(0, limit)
+    from builders.contamination import table_image_hashes
+
+    store.check_images(table_image_hashes(table), version.ref)  # hashed once, before any generation
     out: dict[str, str] = {}
     done = 0
     for batch in table.to_batches(max_chunksize=batch_size):

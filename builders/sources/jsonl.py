@@ -4,7 +4,8 @@
      "target_image": 1, "box": [x1, y1, x2, y2], "box_frame": "norm1",
      "task_type": "common_object"}
 
-- `images` are paths relative to the JSONL file (they may not leave its folder).
+- `images` are paths relative to the JSONL file (they may not leave its folder),
+  whatever folder the command runs from.
 - `target_image` is 0-based; `box` is xyxy on that image in `box_frame`:
   `norm1` (0-1 floats, the default), `norm1000` (0-1000, Qwen2-VL style) or
   `pixel` (pixels of the original target image).
@@ -37,10 +38,13 @@ def read_jsonl(path: Path | str | None, **_ignored) -> Iterator[SourceItem | Rej
     file = Path(path)
     if not file.is_file():
         raise UserError(f"jsonl: {file} is not a file")
+    # Absolute: ingest confines paths to the root it is given, and would read a relative
+    # `d/a.png` as relative to that root again (`d/d/a.png`).
+    root = file.parent.absolute()
     with open(file, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, start=1):
             if line.strip():
-                yield parse_line(line, n, file.parent)
+                yield parse_line(line, n, root)
 
 
 def parse_line(line: str, n: int, root: Path) -> SourceItem | Reject:
@@ -48,6 +52,9 @@ def parse_line(line: str, n: int, root: Path) -> SourceItem | Reject:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
         return Reject(f"line-{n}", "malformed_json", f"line {n}: {e.msg} at column {e.colno}", {"line": line[:500]})
+    except (RecursionError, ValueError) as e:  # ValueError: an integer past Python's 4300-digit limit
+        why = "nested too deeply to read" if isinstance(e, RecursionError) else str(e)[:200]
+        return Reject(f"line-{n}", "malformed_json", f"line {n}: {why}", {"line": line[:500]})
     if not isinstance(rec, dict):
         return Reject(f"line-{n}", "malformed_json", f"line {n}: not a JSON object", {"line": line[:500]})
     rid = rec.get("id") if isinstance(rec.get("id"), str) else f"line-{n}"
@@ -82,17 +89,28 @@ def _shape_problem(rec: dict) -> str | None:
         return f"box_frame: {rec.get('box_frame')!r} is not one of {', '.join(FRAMES)}"
     if "choices" in rec and not (isinstance(rec["choices"], list) and all(isinstance(c, str) for c in rec["choices"])):
         return "choices: a list of strings is required"
-    if rec.get("target_image") is not None and not (isinstance(rec["target_image"], int)
-                                                    and not isinstance(rec["target_image"], bool)):
+    if rec.get("target_image") is not None and not _is_int(rec["target_image"]):
         return "target_image: a 0-based integer is required"
+    equivalent = rec.get("equivalent_images")
+    if equivalent is not None and not (isinstance(equivalent, list) and all(map(_is_int, equivalent))):
+        return "equivalent_images: a list of 0-based integers is required"
     return None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def to_norm1(box, frame: str, images: list[Path], target: int | None, root: Path) -> list[float] | Reject:
     """Convert a box to normalised 0-1 xyxy; ingest then validates its values."""
     if not isinstance(box, list) or len(box) != 4 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        return Reject(None, "invalid_box:not_four_numbers", f"box {box!r}")
+        return Reject(None, "invalid_box:not_four_numbers", f"box {str(box)[:200]}")
+    for v in box:  # a 400-digit integer has no float: out of any frame's range
+        try:
+            float(v)
+        except OverflowError:
+            return Reject(None, "invalid_box:out_of_range", f"box value of {len(str(v))} digits")
     if frame == "norm1":
         return [float(v) for v in box]
     if frame == "norm1000":

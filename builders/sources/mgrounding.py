@@ -109,10 +109,52 @@ class _Buffer:
                 real = e.pos < len(self.buf) - 16 and not e.msg.startswith("Unterminated string")
                 if self.eof or real:
                     raise ValueError(f"{e.msg} at character {self.offset + e.pos}") from None
+            except (RecursionError, ValueError) as e:  # too deep for the parser, or a 5000-digit number
+                at = self.offset + self.pos
+                self.skip_value()
+                why = "nested too deeply to read" if isinstance(e, RecursionError) else str(e)[:120]
+                return Unreadable(f"the value at character {at}: {why}")
             if len(self.buf) - self.pos > MAX_ITEM_CHARS:  # bounded memory, even on garbage
                 raise ValueError(f"no complete JSON value within {MAX_ITEM_CHARS} characters "
                                  f"from character {self.offset + self.pos}")
             self.more()
+
+
+    def skip_value(self) -> None:
+        """Move past one JSON value without parsing it: brackets and strings counted, no recursion."""
+        depth, in_str, esc, i = 0, False, False, self.pos
+        while True:
+            if i >= len(self.buf):
+                start = self.pos
+                if len(self.buf) - self.pos > MAX_ITEM_CHARS or not self.more():
+                    raise ValueError(f"no complete JSON value from character {self.offset + self.pos}")
+                i -= start
+                continue
+            c = self.buf[i]
+            i += 1
+            if in_str:
+                esc, in_str = (False, True) if esc else (c == "\\", c != '"')
+                if not in_str and depth == 0:
+                    break
+            elif c == '"':
+                in_str = True
+            elif c in "[{":
+                depth += 1
+            elif c in "]}":
+                depth -= 1
+                if depth <= 0:
+                    break
+            elif depth == 0 and c in ENDS_VALUE:  # a scalar (a huge number) ends
+                i -= 1
+                break
+        self.pos = i
+
+
+class Unreadable:
+    """A value `iter_json_values` skipped (too deep for the parser, a number past Python's limit)."""
+
+    def __init__(self, why: str):
+        self.why = why
 
 
 def iter_json_values(path: Path, chunk: int = CHUNK) -> Iterator[object]:
@@ -121,7 +163,8 @@ def iter_json_values(path: Path, chunk: int = CHUNK) -> Iterator[object]:
     json.JSONDecoder.raw_decode parses one value at a position of a buffer
     that holds only the unparsed tail plus the next chunk, so memory is
     bounded by the largest item. Raises ValueError naming the character
-    offset on malformed or truncated JSON.
+    offset on malformed or truncated JSON; a value the parser cannot take
+    (nested 100,000 deep) is skipped and yielded as `Unreadable`.
     """
     decoder = json.JSONDecoder()
     with open(path, encoding="utf-8") as f:
@@ -193,6 +236,9 @@ def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Rejec
         name = str(file.relative_to(top)) if file.is_relative_to(top) else file.name
         try:
             for i, rec in enumerate(iter_json_values(file)):
+                if isinstance(rec, Unreadable):
+                    yield Reject(f"{file.stem}-{i}", "malformed_json", f"{name}: {rec.why}", {"file": str(file)})
+                    continue
                 yield from parse_conversation(rec, base, f"{file.stem}-{i}", digests, name)
         except ValueError as e:  # a truncated download: keep what parsed, name the rest
             yield Reject(None, "malformed_json", f"{file.name}: {e}; the rest of the file is skipped",

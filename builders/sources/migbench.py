@@ -102,16 +102,18 @@ def bench_file(path: Path | str) -> Path:
 def load_items(file: Path) -> list:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"mig-bench: {file} is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
+        why = "nested too deeply to read" if isinstance(e, RecursionError) else str(e)[:200]
+        raise UserError(f"mig-bench: {file} is not valid JSON ({why})") from None
     if not isinstance(data, list):
         raise UserError(f"mig-bench: {file} must hold a JSON list of items")
     return data
 
 
 def _numbers(answer) -> list[float] | None:
+    # an int is finite however long (math.isfinite of a 400-digit int would raise)
     ok = isinstance(answer, list) and len(answer) == 4 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in answer)
+        isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and math.isfinite(v) for v in answer)
     return answer if ok else None
 
 
@@ -251,10 +253,12 @@ def clip_box(answer: list, scale: int = 1) -> list[float] | Reject:
     """The answer (0-1, or 0-1000 integers with scale 1000) as a 0-1 box: values
     within CLIP_TOLERANCE of the frame clipped, anything else a Reject."""
     if _numbers(answer) is None:
-        return Reject(None, "invalid_box:not_4_numbers", f"answer {answer!r}")
-    if scale != 1 and not all(float(v).is_integer() for v in answer):
+        return Reject(None, "invalid_box:not_4_numbers", f"answer {str(answer)[:200]}")
+    if scale != 1 and not all(isinstance(v, int) or float(v).is_integer() for v in answer):
         return Reject(None, "invalid_box:frame_mismatch",
                       f"answer {answer} is not 0-{scale} integers like the file's other boxes")
+    if any(isinstance(v, int) and abs(v) > 2 * scale for v in answer):  # no float holds a 400-digit int
+        return Reject(None, "invalid_box:out_of_range", f"answer {str(answer)[:200]} is far outside the frame")
     box = [v / scale for v in answer]
     if any(v < -CLIP_TOLERANCE or v > 1 + CLIP_TOLERANCE for v in box):
         frame = "normalised 0-1" if scale == 1 else f"on the 0-{scale} grid"
