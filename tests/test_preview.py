@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from builders.preview import PRED_COLOUR, TARGET_COLOUR, pick, write_preview
+from builders.store import Store
 from polyground.cli import main
+from schemas import rows
 from schemas.errors import UserError
 from test_cards import make_cot, make_predictions, make_tasks
 
@@ -119,3 +121,35 @@ def test_headless_chromium_renders_images_and_boxes(store, tmp_path):
     for colour in (TARGET_COLOUR, PRED_COLOUR, "#c81e1e"):  # target box, predicted box, a red test image
         near = np.abs(pixels - np.array(rgb(colour))).max(axis=2) <= 12
         assert near.sum() > 600, f"{colour}: {near.sum()} pixels on screen"
+
+
+def test_pages_and_bounds_what_it_shows(store, tmp_path):
+    """A row listing one image 200,000 times (a version built before ingest's limit) gives a small
+    page: IMAGES_PER_ROW images and a count of the rest, each distinct image encoded once."""
+    from builders.preview import IMAGES_PER_ROW
+
+    v = make_tasks(store, n=6)
+    rows_ = v.table().to_pylist()
+    rows_[0]["images"] = rows_[0]["images"][:1] * 200_000
+    with store.writer("huge", "tasks") as w:
+        w.write(rows.to_table(rows_, "tasks"))
+    out = tmp_path / "huge.html"
+    shown, images = write_preview(store, w.version.ref, out, n=1, page=1)
+    assert (shown, images) == (1, IMAGES_PER_ROW)
+    assert out.stat().st_size < 200_000 and "199984 more images not shown (200000 in this row)" in out.read_text()
+    # pages are consecutive rows; past the last one is an error naming the count
+    assert write_preview(store, v.ref, out, n=4, page=2)[0] == 2
+    assert "rows 5-6, page 2 of 2" in out.read_text()
+    with pytest.raises(UserError, match="6 rows, 2 page"):
+        write_preview(store, v.ref, out, n=4, page=3)
+    # one image per row, plus the target where it is not the first (row t3)
+    assert write_preview(store, v.ref, out, n=4, images_per_row=1)[1] == 4 + 1
+
+
+def test_a_changed_image_refuses_the_page(store, tmp_path):
+    v = make_tasks(store, n=2)
+    path = store.image_path(v.table().to_pylist()[0]["images"][0]["sha256"])
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(UserError, match=f"{path.name}: content changed"):
+        write_preview(Store(store.root), v.ref, tmp_path / "p.html")
+    assert not (tmp_path / "p.html").exists()
