@@ -145,7 +145,9 @@ def export_version(store, version, out_dir: Path, overwrite: bool = False, marke
 
     `marker` writes MARKER listing them (publish leaves it out of what it sends)."""
     version = store.resolve(version)
-    store.check_images(version.image_hashes, version.ref)  # every image, hashed once, before anything is written
+    missing = [h for h in sorted(version.image_hashes) if not store.image_path(h).is_file()]
+    if missing:  # cheap, before anything is written; the bytes are hashed as they are read
+        store.check_images(missing[:1], version.ref)
     out_dir = Path(out_dir)
     prepare_dir(out_dir, store, overwrite)
     table = version.table()
@@ -159,14 +161,18 @@ def export_version(store, version, out_dir: Path, overwrite: bool = False, marke
     if marker:  # first: an export cut short is still known as ours, and replaced by --overwrite
         listing = {"ref": version.ref, "files": [p.relative_to(out_dir).as_posix() for p in written]}
         (out_dir / MARKER).write_text(json.dumps(listing, indent=1) + "\n", encoding="utf-8")
-    for path, (start, stop) in zip(shards, bounds):
-        part = embed_images(store, table.slice(start, stop - start))
-        part = part.cast(features.arrow_schema)  # carries the `huggingface` features metadata
-        pq.write_table(part, path, row_group_size=ROW_GROUP)
-    shutil.copyfile(version.checked_file("README.md"), out_dir / "README.md")
-    shutil.copyfile(version.path / "manifest.json", out_dir / "manifest.json")  # its seal was checked at open
-    for plot in plots:
-        (out_dir / plot.relative_to(version.path)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(version.checked_file(plot.relative_to(version.path).as_posix()),
-                        out_dir / plot.relative_to(version.path))
+    try:
+        for path, (start, stop) in zip(shards, bounds):
+            part = embed_images(store, table.slice(start, stop - start))
+            part = part.cast(features.arrow_schema)  # carries the `huggingface` features metadata
+            pq.write_table(part, path, row_group_size=ROW_GROUP)
+        shutil.copyfile(version.checked_file("README.md"), out_dir / "README.md")
+        shutil.copyfile(version.path / "manifest.json", out_dir / "manifest.json")  # its seal was checked at open
+        for plot in plots:
+            (out_dir / plot.relative_to(version.path)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(version.checked_file(plot.relative_to(version.path).as_posix()),
+                            out_dir / plot.relative_to(version.path))
+    except UserError:  # a changed image or file found while reading: no part of the export stays
+        _remove_listed(out_dir, [p.relative_to(out_dir).as_posix() for p in written])
+        raise
     return written
