@@ -366,7 +366,7 @@ class Store:
             raise UserError(f"tag {tag!r}: use letters, digits, '.', '_' or '-'")
         if ID_LIKE_RE.match(tag):
             raise UserError(f"tag {tag!r} looks like a version id (hex digits only) and would shadow one; "
-                            "add a letter beyond 'f' or a '-' (e.g. v{tag})".replace("{tag}", tag))
+                            f"add a letter beyond 'f' or a '-' (e.g. v{tag})")
         folder = self.root / "refs" / version.name
         with self.writing():
             folder.mkdir(parents=True, exist_ok=True)
@@ -387,7 +387,7 @@ class Store:
         return version, previous
 
     def check_trainable(self, version: Version) -> None:
-        version.manifest  # a damaged manifest is refused first: its kind cannot be trusted  # noqa: B018
+        _ = version.manifest  # a damaged manifest is refused first: its kind cannot be trusted
         if version.is_bench:
             raise UserError(f"{version.ref} is a benchmark split; it is never used for training or data building")
 
