@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import UserError
+
 # Bump when the key recipe or the meaning of a stored row changes.
 CACHE_VERSION = 1
 
@@ -101,12 +103,15 @@ class ResponseCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode: each put() is one explicit transaction
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill; fast
-        self._db.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: each put() is one explicit transaction
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill; fast
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.OperationalError) as e:  # a read-only store or a full disk: one line
+            raise UserError(f"cannot open the response cache {self.path} ({e}); is the store writable?") from None
 
     def get(self, req_key: str, indices: list[int]) -> dict[int, CachedSample]:
         """The cached samples among `indices` for one request."""

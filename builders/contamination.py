@@ -52,7 +52,7 @@ def near_duplicates(store, task_types: list[str], row_images: list[list[str]], r
     queries = np.stack([mine[h][0] for h in hashed]) if hashed else np.zeros((0, ph.WORDS), np.uint64)
     benches = {}
     for v in (v for v in store.versions() if _is_bench(v)):
-        b_types, b_images = images_by_row(v.table())
+        b_types, b_images = images_by_row(v.guard_table())  # an edited bench manifest still guards
         theirs = ph.store_hashes(store, {h for imgs in b_images for h in imgs}, ph.BENCH_CROPS)
         b_hashed = sorted(h for h, x in theirs.items() if x is not None)
         stack = np.stack([theirs[h] for h in b_hashed]) if b_hashed else np.zeros((0, len(ph.BENCH_CROPS), ph.WORDS), np.uint64)

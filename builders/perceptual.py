@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.errors import UserError
+
 HASH_SIZE = 16            # 16x16 DCT signs = 256 bits (imagehash's default 8 gives 64)
 THUMB = 4 * HASH_SIZE     # imagehash's highfreq_factor 4: the DCT runs on a 64x64 thumbnail
 BENCH_CROPS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06)  # fraction cut from every side
@@ -106,11 +108,14 @@ class HashCache:
     """sqlite (WAL) table of hashes by (method, sha256); an empty blob marks a plain image."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS hashes (method TEXT NOT NULL, sha256 TEXT NOT NULL, "
-                        "hashes BLOB NOT NULL, PRIMARY KEY (method, sha256))")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS hashes (method TEXT NOT NULL, sha256 TEXT NOT NULL, "
+                            "hashes BLOB NOT NULL, PRIMARY KEY (method, sha256))")
+        except (OSError, sqlite3.OperationalError) as e:  # a read-only store or a full disk: one line
+            raise UserError(f"cannot open the perceptual-hash cache {path} ({e}); is the store writable?") from None
 
     def get(self, key: str, shas: list[str]) -> dict[str, bytes]:
         found = {}

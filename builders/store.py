@@ -216,17 +216,21 @@ class Version:
     def image_hashes(self) -> set[str]:
         """Every image hash the rows reference (empty for kinds without images).
 
-        A damaged manifest cannot vouch for the data file; it is read unchecked so
-        that the contamination guard still sees a benchmark's images."""
+        A damaged manifest's rows are read unchecked (`guard_table`)."""
         from builders.contamination import table_image_hashes
 
+        return table_image_hashes(self.guard_table())
+
+    def guard_table(self) -> pa.Table:
+        """The rows, for the contamination guard: checked as `table()` when the manifest is
+        intact; read unchecked when it is not (it cannot vouch for the data file), so that
+        an edited benchmark still guards."""
         try:
-            table = self.table()
+            return self.table()
         except UserError:
             if read_manifest(self.path)[1] is None:
                 raise
-            table = _read_ipc(self.path / DATA, self.ref)
-        return table_image_hashes(table)
+            return _read_ipc(self.path / DATA, self.ref)
 
 
 class Store:

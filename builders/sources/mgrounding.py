@@ -270,8 +270,9 @@ def conversation_id(rec: dict, fallback_id: str, digests: dict[int, int]) -> tup
     raw = rec.get("id")
     cid = str(raw if raw not in (None, "") else fallback_id)
     content = json.dumps({k: v for k, v in rec.items() if k != "id"}, sort_keys=True, ensure_ascii=False)
-    digest = hashlib.blake2b(content.encode(), digest_size=8).digest()
-    key = int.from_bytes(hashlib.blake2b(cid.encode(), digest_size=8).digest(), "big")
+    # surrogatepass: a lone surrogate (ingest quarantines it as invalid_text) must not stop the file
+    digest = hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    key = int.from_bytes(hashlib.blake2b(cid.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
     first = digests.setdefault(key, int.from_bytes(digest, "big"))
     if first == int.from_bytes(digest, "big"):
         return cid, False
