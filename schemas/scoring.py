@@ -81,15 +81,20 @@ def score_completion(completion: str, target_image, equivalent_images, target_bo
     normalised 0-1 xyxy; `image_sizes` the ORIGINAL (width, height) per image.
     """
     parsed = profile.parse(completion, image_sizes)
+    return _judge(parsed, target_image, equivalent_images, target_box, len(image_sizes))
+
+
+def _judge(parsed, target_image, equivalent_images, target_box, n_images: int, image_from=None) -> Scores:
+    """Scores of a parsed answer: unverifiable, unparsed, wrong image, or its IoU on the target."""
     ok = parsed.error is None
-    why = _unverifiable(target_image, target_box, len(image_sizes))
+    why = _unverifiable(target_image, target_box, n_images)
     if why:
         return Scores(ok, None, None, parsed, why)
     if not ok:
         return Scores(False, False, 0.0, parsed, parsed.error)
     if parsed.image != target_image and parsed.image not in (equivalent_images or ()):
-        return Scores(True, False, 0.0, parsed, "wrong_image")
-    return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None)
+        return Scores(True, False, 0.0, parsed, "wrong_image", image_from)
+    return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None, image_from)
 
 
 def image_fixed(meta: dict) -> bool:
@@ -155,15 +160,7 @@ def score_grounding(completion: str, target_image, equivalent_images, target_box
             if again.error is None:
                 parsed = Parsed(k, again.box, None)
     parsed.think, parsed.answer = think, answer
-    ok = parsed.error is None
-    why = _unverifiable(target_image, target_box, len(image_sizes))
-    if why:
-        return Scores(ok, None, None, parsed, why)
-    if not ok:
-        return Scores(False, False, 0.0, parsed, parsed.error)
-    if parsed.image != target_image and parsed.image not in (equivalent_images or ()):
-        return Scores(True, False, 0.0, parsed, "wrong_image", image_from)
-    return Scores(True, True, iou(parsed.box, clip01(target_box)), parsed, None, image_from)
+    return _judge(parsed, target_image, equivalent_images, target_box, len(image_sizes), image_from)
 
 
 def format_score(scores: Scores) -> float:
