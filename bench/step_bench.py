@@ -120,8 +120,8 @@ def _run_logged(fn, args, log: Path, out: Path) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        with open(log, "w") as f:
-            os.dup2(f.fileno(), 1)
+        with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            os.dup2(f.fileno(), 1)  # native libraries write to the descriptors, Python to sys.stdout
             os.dup2(f.fileno(), 2)
             if torch.cuda.is_initialized():
                 torch.cuda.reset_peak_memory_stats()
@@ -294,20 +294,27 @@ class StepClock:
         clock = self
         self.t_start = time.perf_counter()
         self.t_begin, self.ends, self.rows_hash, self.rows = None, [], None, 0
+        self.cpu_begin, self.cpu_ends = None, []
 
         class _CB(TrainerCallback):
             def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
-                clock.t_begin = time.perf_counter()
+                clock.t_begin, clock.cpu_begin = time.perf_counter(), time.process_time()
                 if train_dataloader is not None:
                     clock.rows_hash, clock.rows = dataset_hash(train_dataloader.dataset)
 
             def on_step_end(self, args, state, control, **kw):
                 clock.ends.append(time.perf_counter())
+                clock.cpu_ends.append(time.process_time())
 
         self.callback = _CB()
 
     def steps(self) -> list[float]:
         marks = [self.t_begin, *self.ends]
+        return [b - a for a, b in zip(marks, marks[1:])]
+
+    def cpu_steps(self) -> list[float]:
+        """CPU seconds of this process per step: on a shared CPU, far steadier than wall time."""
+        marks = [self.cpu_begin, *self.cpu_ends]
         return [b - a for a, b in zip(marks, marks[1:])]
 
 
@@ -437,7 +444,7 @@ def summary(clock: StepClock, log_history: list, parameters: int, training_args)
 
     steps = clock.steps()
     tokens = {e["step"]: e["num_tokens"] for e in log_history if "num_tokens" in e and "step" in e}
-    return {"steps": steps, "tokens": tokens, "setup_s": clock.t_begin - clock.t_start,
+    return {"steps": steps, "cpu_steps": clock.cpu_steps(), "tokens": tokens, "setup_s": clock.t_begin - clock.t_start,
             "rows_hash": clock.rows_hash, "rows": clock.rows, "parameters": parameters,
             "memory": peak_memory(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_initialized() else "cpu",
@@ -453,6 +460,7 @@ def figures(run: dict, warmup: int) -> dict:
     last = max(tokens) if tokens else 0
     seen = tokens.get(last, 0) - tokens.get(first, 0)
     return {"setup_s": run["setup_s"], "step_s": statistics.median(steady),
+            "cpu_step_s": statistics.median(run["cpu_steps"][warmup:] or run["cpu_steps"]),
             "tok_s": seen / sum(steady) if steady and seen else float("nan"),
             "mem_gb": run["memory"]["bytes"] / 2 ** 30, "mem_kind": run["memory"]["kind"]}
 
@@ -529,7 +537,8 @@ def main(argv=None) -> dict:
                                    f"({ours['rows']} vs {theirs['rows']}); logs in {tmp}")
             a, b = figures(ours, args.warmup), figures(theirs, args.warmup)
             results[method] = {"polyground": a, "trl": b, "ratio": {
-                k: a[k] / b[k] if b[k] else float("nan") for k in ("setup_s", "step_s", "tok_s", "mem_gb")}}
+                k: a[k] / b[k] if b[k] else float("nan") for k in ("setup_s", "step_s", "cpu_step_s", "tok_s",
+                                                                   "mem_gb")}}
         report(args, prep, runs, results)
         if args.json:
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
@@ -540,25 +549,27 @@ def main(argv=None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+COLUMNS = (("setup_s", "setup s", 8, 2), ("step_s", "s/step", 8, 3), ("cpu_step_s", "cpu s/step", 10, 3),
+           ("tok_s", "tok/s", 8, 0), ("mem_gb", "peak GB", 8, 2))
+
+
 def report(args, prep: dict, runs: dict, results: dict) -> None:
     import yaml
 
     any_run = next(iter(next(iter(runs.values())).values()))
-    sft = yaml.safe_load(RECIPES["sft"].read_text())
-    lo, hi = pixel_bounds(args.pixels or sft["image_max_pixels"])
+    lo, _ = pixel_bounds(args.pixels or yaml.safe_load(RECIPES["sft"].read_text())["image_max_pixels"])
     print(f"step bench: Qwen2.5-VL '{args.size}' ({any_run['parameters'] / 1e6:.1f}M parameters with LoRA), "
           f"{any_run['device']}, {'bf16' if any_run['bf16'] else 'float32'}, {any_run['threads']} thread(s); "
-          f"images resized to {int(lo ** 0.5)} px ({lo // BLOCK ** 2} visual tokens each), "
+          f"images resized to {int(lo ** 0.5)} px ({lo // BLOCK ** 2} visual tokens each); "
           f"{args.steps} steps, median of the last {args.steps - args.warmup}")
-    print(f"{'method':6} {'path':10} {'setup s':>8} {'s/step':>8} {'tok/s':>9} {'peak GB':>8}  rows")
+    print(f"{'method':6} {'path':10} " + " ".join(f"{title:>{w}}" for _, title, w, _ in COLUMNS) + "  rows")
     for method, res in results.items():
         for path in ("polyground", "trl"):
             f, run = res[path], runs[method][path]
-            print(f"{method:6} {path:10} {f['setup_s']:8.2f} {f['step_s']:8.3f} {f['tok_s']:9.0f} "
-                  f"{f['mem_gb']:8.2f}  {run['rows']} ({run['rows_hash']}) {f['mem_kind']}")
-        r = res["ratio"]
-        print(f"{method:6} {'ratio':10} {r['setup_s']:8.2f} {r['step_s']:8.3f} {r['tok_s']:9.3f} "
-              f"{r['mem_gb']:8.3f}  polyground / trl")
+            cells = " ".join(f"{f[k]:{w}.{d}f}" for k, _, w, d in COLUMNS)
+            print(f"{method:6} {path:10} {cells}  {run['rows']} ({run['rows_hash']}), memory: {f['mem_kind']}")
+        cells = " ".join(f"{res['ratio'][k]:{w}.3f}" for k, _, w, _ in COLUMNS)
+        print(f"{method:6} {'ratio':10} {cells}  polyground / trl")
 
 
 if __name__ == "__main__":

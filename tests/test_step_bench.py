@@ -60,3 +60,28 @@ def test_pixel_budget_and_published_7b_architecture():
     with torch.device("meta"):  # shapes only: no memory, no time
         model = Qwen2_5_VLForConditionalGeneration._from_config(step_bench.config_7b(tok))
     assert sum(p.numel() for p in model.parameters()) == 8_292_166_656  # Qwen2.5-VL-7B-Instruct's 8.29B
+
+
+def _answer(x):
+    print("to the log")
+    return {"x": x, "pid": __import__("os").getpid()}
+
+
+def _refuse():
+    from schemas.errors import UserError
+
+    raise UserError("bad input")
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_runs_report_back_from_a_child_or_in_process(tmp_path, monkeypatch, capsys, forked):
+    import os
+
+    from schemas.errors import UserError
+
+    monkeypatch.setattr(step_bench, "_cuda_initialized", lambda: not forked)  # in process where CUDA is live
+    got = step_bench.in_child(_answer, tmp_path / "a.log", 3)
+    assert got["x"] == 3 and (got["pid"] != os.getpid()) == forked
+    assert (tmp_path / "a.log").read_text() == "to the log\n" and "to the log" not in capsys.readouterr().out
+    with pytest.raises(UserError, match="bad input"):
+        step_bench.in_child(_refuse, tmp_path / "b.log")
