@@ -502,6 +502,8 @@ def parse_args(argv=None):
     p.add_argument("--store", type=Path, help="keep the rows in this store folder; one that already holds them "
                    "(an earlier run's, or --prepare-only's) is reused, so the GPU machine needs no store builders")
     p.add_argument("--prepare-only", action="store_true", help="build the rows into --store and stop")
+    p.add_argument("--trl-first", action="store_true",
+                   help="run TRL's path before polyground's (an order effect shows as a ratio that flips)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, store, model)")
     args = p.parse_args(argv)
@@ -533,7 +535,8 @@ def main(argv=None) -> dict:
         results, runs = {}, {}
         for method in args.methods:
             runs[method] = {}
-            for path, fn in (("polyground", run_polyground), ("trl", run_trl)):
+            order = (("polyground", run_polyground), ("trl", run_trl))
+            for path, fn in order[::-1] if args.trl_first else order:
                 values = bench_values(method, prep, tmp / f"out-{method}-{path}", args)
                 runs[method][path] = in_child(fn, tmp / f"{method}-{path}.log", method, values)
             ours, theirs = runs[method]["polyground"], runs[method]["trl"]
