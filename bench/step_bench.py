@@ -210,41 +210,46 @@ def cli(*argv: str) -> str:
     return buf.getvalue().strip().splitlines()[-1]
 
 
-def stored_refs(store_dir: Path) -> dict | None:
-    """The cot and rl-pool refs an earlier run left in `store_dir`, or None."""
-    from builders.store import Store
+def stored_ref(store, name: str, image_pixels: dict | None = None) -> str | None:
+    """The newest `name` version in the store (built at `image_pixels`, when given), or None."""
     from schemas.errors import UserError
 
-    if not (store_dir / "datasets").is_dir():
-        return None
-    store = Store(store_dir)
     try:
-        return {"sft": store.resolve("cot").ref, "grpo": store.resolve("rl").ref}
+        version = store.resolve(name)
     except UserError:
         return None
+    if image_pixels is not None and (version.manifest.get("config") or {}).get("image_pixels") != image_pixels:
+        return None
+    return version.ref
 
 
-def prepare(tmp: Path, size: str, rows: int, store_dir: Path | None, model: bool = True) -> dict:
+def prepare(tmp: Path, size: str, rows: int, store_dir: Path | None, bounds: tuple[int, int],
+            model: bool = True) -> dict:
     """The model folder and a store holding tasks, cot and rl-pool versions (run in a child).
 
-    A `store_dir` that already holds them (an earlier `--prepare-only`) is reused as is."""
+    Versions already in `store_dir` (an earlier `--prepare-only`) are reused; the cot one only
+    when it was built at the same pixel budget: polyground renders a cot answer in the
+    trainer's frame, and TRL fed directly reads the stored completion, so they must agree."""
     import torch
 
+    from builders.store import Store
     from training.models import build_tiny_model
 
     torch.set_num_threads(1)
-    store = (store_dir or tmp / "store").resolve()
-    data = stored_refs(store)
+    root = (store_dir or tmp / "store").resolve()
+    store, at = str(root), ["--image-min-pixels", str(bounds[0]), "--image-max-pixels", str(bounds[1])]
+    have = Store(root)
     policy = None
-    if data is None:
-        policy = build_tiny_model(tmp / "policy", size="test")  # the rl-pool's sampling policy at every size
-        tasks = cli("--store", str(store), "build", "tasks", "--source", "synthetic", "--name", "tasks", "--n",
-                    str(rows), "--quiet")
-        cot = cli("--store", str(store), "build", "cot", "--tasks", tasks, "--name", "cot", "--mode",
-                  "annotations", "--profile", "qwen2_5_vl", "--quiet")
-        rl = cli("--store", str(store), "build", "rl-pool", "--tasks", tasks, "--policy", str(policy), "--k", "2",
+    tasks = stored_ref(have, "tasks") or cli("--store", store, "build", "tasks", "--source", "synthetic", "--name",
+                                             "tasks", "--n", str(rows), "--quiet")
+    cot = stored_ref(have, "cot", {"min_pixels": bounds[0], "max_pixels": bounds[1]}) or cli(
+        "--store", store, "build", "cot", "--tasks", tasks, "--name", "cot", "--mode", "annotations", "--profile",
+        "qwen2_5_vl", *at, "--quiet")
+    rl = stored_ref(have, "rl")
+    if rl is None:
+        policy = build_tiny_model(tmp / "policy", size="test")  # the pool's sampling policy at every size
+        rl = cli("--store", store, "build", "rl-pool", "--tasks", tasks, "--policy", str(policy), "--k", "2",
                  "--max-tokens", "8", "--band", "[0,1]", "--device", "cpu", "--name", "rl", "--quiet")
-        data = {"sft": cot, "grpo": rl}
     folder = None
     if model:
         if size == "tiny" and policy is not None:
@@ -253,7 +258,7 @@ def prepare(tmp: Path, size: str, rows: int, store_dir: Path | None, model: bool
             folder = build_tiny_model(tmp / "model", size=TINY_FACTORY_SIZE.get(size, "test"))
             if size == "7b":
                 build_7b(folder)
-    return {"model": str(folder), "store": str(store), "data": data}
+    return {"model": str(folder), "store": store, "data": {"sft": cot, "grpo": rl}}
 
 
 def pixel_bounds(budget: int) -> tuple[int, int]:
@@ -262,18 +267,24 @@ def pixel_bounds(budget: int) -> tuple[int, int]:
     return side * side, budget
 
 
+def budget_bounds(args) -> tuple[int, int]:
+    """The (min, max) pixels every image is resized into: --pixels, else the recipes' max."""
+    import yaml
+
+    return pixel_bounds(args.pixels or yaml.safe_load(RECIPES["sft"].read_text())["image_max_pixels"])
+
+
 def bench_values(method: str, prep: dict, out: Path, args) -> dict:
     """The recipe's values with the bench's overrides (each says why)."""
     import yaml
 
     values = yaml.safe_load(RECIPES[method].read_text())
-    budget = args.pixels or values["image_max_pixels"]
     values.update(
         model_name_or_path=prep["model"], store=prep["store"], data=prep["data"][method], output_dir=str(out),
         max_steps=args.steps, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         cpu_threads=args.threads,
     )
-    values["image_min_pixels"], values["image_max_pixels"] = pixel_bounds(budget)
+    values["image_min_pixels"], values["image_max_pixels"] = budget_bounds(args)
     if args.accum:
         values["gradient_accumulation_steps"] = args.accum
     if method == "grpo":
@@ -298,11 +309,12 @@ class StepClock:
         clock = self
         self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
         self.t_begin, self.ends, self.rows_hash, self.rows = None, [], None, 0
-        self.cpu_begin, self.cpu_ends = None, []
+        self.cpu_begin, self.cpu_ends, self.sched_begin = None, [], {}
 
         class _CB(TrainerCallback):
             def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
                 clock.t_begin, clock.cpu_begin = time.perf_counter(), time.process_time()
+                clock.sched_begin = sched_seconds()
                 if train_dataloader is not None:
                     clock.rows_hash, clock.rows = dataset_hash(train_dataloader.dataset)
 
@@ -320,6 +332,20 @@ class StepClock:
         """CPU seconds of this process per step: on a shared CPU, far steadier than wall time."""
         marks = [self.cpu_begin, *self.cpu_ends]
         return [b - a for a, b in zip(marks, marks[1:])]
+
+
+def sched_seconds() -> dict:
+    """Seconds this process's threads ran on a CPU and waited runnable for one (Linux schedstat):
+    a wall clock far above the CPU time is either waiting for a CPU or blocked in a call."""
+    run = wait = 0
+    tasks = sorted(Path("/proc/self/task").glob("*/schedstat"))
+    for f in tasks:
+        try:
+            on_cpu, queued, _ = (int(x) for x in f.read_text().split())
+        except (OSError, ValueError):
+            continue
+        run, wait = run + on_cpu, wait + queued
+    return {"run_s": run / 1e9, "wait_s": wait / 1e9, "threads": len(tasks)}
 
 
 def dataset_hash(dataset) -> tuple[str, int]:
@@ -450,6 +476,7 @@ def summary(clock: StepClock, log_history: list, parameters: int, training_args)
     tokens = {e["step"]: e["num_tokens"] for e in log_history if "num_tokens" in e and "step" in e}
     return {"steps": steps, "cpu_steps": clock.cpu_steps(), "tokens": tokens, "setup_s": clock.t_begin - clock.t_start,
             "cpu_setup_s": clock.cpu_begin - clock.cpu_start,
+            "sched": {k: v - clock.sched_begin.get(k, 0) for k, v in sched_seconds().items()},
             "rows_hash": clock.rows_hash, "rows": clock.rows, "parameters": parameters,
             "memory": peak_memory(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_initialized() else "cpu",
@@ -526,7 +553,7 @@ def main(argv=None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="step-bench-"))
     try:
         t0 = time.perf_counter()
-        prep = in_child(prepare, tmp / "prepare.log", tmp, args.size, args.rows, args.store,
+        prep = in_child(prepare, tmp / "prepare.log", tmp, args.size, args.rows, args.store, budget_bounds(args),
                         not args.prepare_only)
         print(f"rows and model ready in {time.perf_counter() - t0:.1f}s ({tmp})", file=sys.stderr)
         if args.prepare_only:
@@ -557,10 +584,8 @@ def main(argv=None) -> dict:
 
 
 def report(args, prep: dict, runs: dict, results: dict) -> None:
-    import yaml
-
     any_run = next(iter(next(iter(runs.values())).values()))
-    lo, _ = pixel_bounds(args.pixels or yaml.safe_load(RECIPES["sft"].read_text())["image_max_pixels"])
+    lo, _ = budget_bounds(args)
     print(f"step bench: Qwen2.5-VL '{args.size}' ({any_run['parameters'] / 1e6:.1f}M parameters with LoRA), "
           f"{any_run['device']}, {'bf16' if any_run['bf16'] else 'float32'}, {any_run['threads']} thread(s); "
           f"images resized to {int(lo ** 0.5)} px ({lo // BLOCK ** 2} visual tokens each); "
