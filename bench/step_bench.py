@@ -1,7 +1,8 @@
 """Seconds per training step, polyground's path vs TRL fed directly: LoRA SFT and GRPO.
 
     .venv/bin/python bench/step_bench.py [--size tiny|demo|7b] [--steps 6] [--warmup 1] [--rows 32]
-        [--gen-len 32] [--pixels N] [--accum N] [--threads 1] [--methods sft,grpo] [--json OUT]
+        [--gen-len 32] [--pixels N] [--accum N] [--threads 1] [--methods sft,grpo] [--trl-first]
+        [--store DIR [--prepare-only]] [--json OUT] [--keep]
 
 One Qwen2.5-VL is built from a config with random weights: `tiny` and `demo` are
 the project's tiny-model factory (training.models.build_tiny_model, its "test"
@@ -11,7 +12,7 @@ embedding keeps the published 152064 rows). bf16 on a GPU, float32 on CPU.
 
 The rows, built in a temporary store with the project's own builders: synthetic
 tasks (`build tasks --source synthetic`, two images per task), a cot version
-(`build cot --mode annotations`) and an rl-pool version (`build rl-pool` with the
+(`build cot --mode annotations` at the bench's pixel budget) and an rl-pool version (`build rl-pool` with the
 local backend: the tiny random policy, band [0,1] so every task stays). Images
 cost the recipes' pixel budget: the processor resizes each one to the largest
 square grid within `image_max_pixels` of recipes/qwen2_5_vl_7b_*.yaml (484
@@ -34,10 +35,14 @@ load, dataset build, trainer init), seconds per step (median after the warm-up
 steps; a step is optimizer step end to step end, so fetching and collating the
 batch count), tokens per second (TRL's own `num_tokens`, prompt + completion,
 visual tokens included), peak memory (GPU max allocated, or the process's peak
-RSS on CPU), and the ratio polyground / TRL.
+RSS on CPU), and the ratio polyground / TRL. Setup and step times are also given
+in CPU seconds of the child: on a shared CPU the wall clock of two identical runs
+differs by 2x, their CPU seconds by a few percent, so compare those there
+(`--trl-first` swaps the order, to tell an order effect from a path effect; the
+JSON holds each run's schedstat: seconds on a CPU and waiting for one).
 
 On a GPU machine (bench/README.md has the one prepared command with the wheels
-to carry): `--size 7b --steps 4 --gen-len 32` runs well inside 10 minutes.
+to carry): `--size 7b --steps 4 --gen-len 32`, estimated at 6 to 8 minutes (not run yet).
 """
 from __future__ import annotations
 
