@@ -481,7 +481,8 @@ def summary(clock: StepClock, log_history: list, parameters: int, training_args)
     tokens = {e["step"]: e["num_tokens"] for e in log_history if "num_tokens" in e and "step" in e}
     return {"steps": steps, "cpu_steps": clock.cpu_steps(), "tokens": tokens, "setup_s": clock.t_begin - clock.t_start,
             "cpu_setup_s": clock.cpu_begin - clock.cpu_start,
-            "sched": {k: v - clock.sched_begin.get(k, 0) for k, v in sched_seconds().items()},
+            "sched": {k: v - clock.sched_begin.get(k, 0) if k != "threads" else v  # seconds since train began
+                      for k, v in sched_seconds().items()},
             "rows_hash": clock.rows_hash, "rows": clock.rows, "parameters": parameters,
             "memory": peak_memory(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_initialized() else "cpu",
