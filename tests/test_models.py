@@ -51,6 +51,16 @@ def test_a_56px_image_costs_four_visual_tokens(loaded):
     assert visual_tokens(processor, 112, 112) == 16  # the max_pixels cap (28*28*16)
 
 
+def test_visual_tokens_follow_new_pixel_bounds(tiny_model):
+    from training.data import visual_tokens
+    from training.models import set_pixel_bounds
+
+    _, processor = load_model_and_processor(tiny_model)
+    assert visual_tokens(processor, 112, 112) == 16
+    set_pixel_bounds(processor, 616 * 616, 401408)  # images now resized up to 616 px: 22 x 22 tokens
+    assert visual_tokens(processor, 112, 112) == 484
+
+
 def test_saved_files_name_the_stock_processor(tiny_model):
     config = json.loads((tiny_model / "processor_config.json").read_text())
     assert config["processor_class"] == "Qwen2_5_VLProcessor"

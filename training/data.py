@@ -230,7 +230,9 @@ def _collect(rows, make, info: DataInfo) -> list[dict]:
 
 def visual_tokens(processor, width: int, height: int, _cache: dict = {}) -> int:  # noqa: B006 - per-process cache
     """Tokens one image of this ORIGINAL size costs, by the processor's own resize rule."""
-    key = (id(processor), width, height)
+    # The resize bounds are in the key: set_pixel_bounds may change them after a first count.
+    bounds = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+    key = (id(processor), tuple(sorted(dict(bounds).items())), width, height)
     if key not in _cache:
         if hasattr(processor, "_get_num_multimodal_tokens"):
             counts = processor._get_num_multimodal_tokens(image_sizes=[(height, width)])

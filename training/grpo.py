@@ -32,8 +32,12 @@ def context_limit(model, training_args: GRPORunConfig) -> int | None:
     return limit
 
 
-def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: ModelArguments) -> dict | None:
-    """Train; returns the run record on rank 0 (None on other ranks)."""
+def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: ModelArguments,
+         callbacks: list | None = None) -> dict | None:
+    """Train; returns the run record on rank 0 (None on other ranks).
+
+    `callbacks` (transformers TrainerCallback objects) go to the trainer: bench/step_bench.py times
+    the steps of this very path with them."""
     from trl import GRPOTrainer
 
     from training.data import load_grpo_dataset, open_store, open_version
@@ -57,7 +61,7 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
 
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(training_args.reward_funcs, profile),
                           args=training_args, train_dataset=dataset, processing_class=processor,
-                          peft_config=lora_config(model_args))
+                          peft_config=lora_config(model_args), callbacks=callbacks)
     recorder = RowRecorder.attach(trainer)
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 

@@ -17,8 +17,12 @@ from training.configs import (
 CONFIG_TYPES = (DataArguments, SFTRunConfig, ModelArguments)
 
 
-def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: ModelArguments) -> dict | None:
-    """Train; returns the run record on rank 0 (None on other ranks)."""
+def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: ModelArguments,
+         callbacks: list | None = None) -> dict | None:
+    """Train; returns the run record on rank 0 (None on other ranks).
+
+    `callbacks` (transformers TrainerCallback objects) go to the trainer: bench/step_bench.py times
+    the steps of this very path with them."""
     from trl import SFTTrainer
 
     from training.data import load_sft_dataset, open_store, open_version
@@ -38,7 +42,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
         freeze_vision_tower(model)  # with LoRA the base is frozen anyway; this matters for full SFT
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor,
-                         peft_config=lora_config(model_args))
+                         peft_config=lora_config(model_args), callbacks=callbacks)
     recorder = RowRecorder.attach(trainer)
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
