@@ -65,9 +65,11 @@ def run(args) -> int:
     version, s = build_cot(store, cfg, args.tasks, args.name, refuse_contamination=args.no_contamination,
                            quiet=args.quiet)
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(s["rejects"].items())) or "none"
-    px = s["image_pixels"]
     line = (f"{version.ref}: kept {s['kept_rows']} samples for {s['tasks_kept']} of {s['tasks']} tasks; "
-            f"rejected {dropped}; images at {px['min_pixels']}..{px['max_pixels']} pixels")
+            f"rejected {dropped}")
+    if cfg.mode == "teacher" or "qwen2_5_vl" in (cfg.profile, cfg.teacher_profile):  # where the budget matters
+        px = s["image_pixels"]
+        line += f"; images at {px['min_pixels']}..{px['max_pixels']} pixels"
     u = s.get("usage")
     if u:
         line += f"; {u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens"
