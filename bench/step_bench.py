@@ -86,13 +86,18 @@ COLUMNS = (("setup_s", "setup s", 8, 2), ("cpu_setup_s", "cpu setup", 9, 2), ("s
 
 
 # ---- forked children: each run starts from the parent's imported state --------------------
+# --in-process: no fork. A process that has already run torch's thread pools (a test suite)
+# can deadlock in a forked child; the suite's run of the bench takes this path.
+IN_PROCESS = False
+
+
 def in_child(fn, log: Path, *args):
     """fn(*args) in a forked child; its output goes to `log`, its JSON-able result comes back.
 
     Where the parent has initialised CUDA (which a forked child cannot use), fn runs in this
     process instead, with CUDA's peak memory counter reset first."""
     out = log.with_suffix(".json")
-    if _cuda_initialized():
+    if IN_PROCESS or _cuda_initialized():
         _run_logged(fn, args, log, out)
     else:
         pid = os.fork()
@@ -539,6 +544,8 @@ def parse_args(argv=None):
                    help="run TRL's path before polyground's (an order effect shows as a ratio that flips)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, store, model)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every step here instead of in forked children (for callers that already ran torch)")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not args.methods or any(m not in RECIPES for m in args.methods):
@@ -554,7 +561,9 @@ def main(argv=None) -> dict:
     """Run the bench; returns {method: {path: figures, "ratio": {...}}} (also printed)."""
     import shutil
 
+    global IN_PROCESS
     args = parse_args(argv)
+    IN_PROCESS = args.in_process
     import_everything()
     tmp = Path(tempfile.mkdtemp(prefix="step-bench-"))
     try:

@@ -15,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import step_bench  # noqa: E402
 
 # A few steps on small images: seconds per run, the whole path (store builders, both trainers) exercised.
+# --in-process: the suite has already run torch's thread pools, and a forked child of such a
+# process can deadlock (it did in CI: a 300 s timeout with the CPU idle).
 FAST = ["--size", "tiny", "--steps", "3", "--warmup", "1", "--rows", "8", "--pixels", "3136", "--accum", "1",
-        "--gen-len", "8"]
+        "--gen-len", "8", "--in-process"]
 
 
 @pytest.mark.slow
