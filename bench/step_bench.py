@@ -594,6 +594,7 @@ def main(argv=None) -> dict:
                                              "results": results, "runs": runs}, indent=2, default=str))
         return results
     finally:
+        IN_PROCESS = False  # a later caller in this process forks again unless it asks
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -82,6 +82,7 @@ def test_runs_report_back_from_a_child_or_in_process(tmp_path, monkeypatch, caps
     from schemas.errors import UserError
 
     monkeypatch.setattr(step_bench, "_cuda_initialized", lambda: not forked)  # in process where CUDA is live
+    monkeypatch.setattr(step_bench, "IN_PROCESS", False)
     got = step_bench.in_child(_answer, tmp_path / "a.log", 3)
     assert got["x"] == 3 and (got["pid"] != os.getpid()) == forked
     assert (tmp_path / "a.log").read_text() == "to the log\n" and "to the log" not in capsys.readouterr().out
