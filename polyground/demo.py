@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,6 +37,9 @@ class DemoConfig:
     grpo_steps: int = 40
     profile: str = "short"  # must match the recipes' profile
     max_tokens: int = 48  # a completion with its think block is ~30-45 tokens
+    control_lr: float = 3e-4  # the control goes on at a constant rate (no second warm-up to SFT's peak)
+    rl_min_iou: float = 0.5  # a sample passes rejection sampling at this IoU
+    validation: bool = False  # score on the validation split (choices are made there), not the held-out one
 
     def __post_init__(self):
         if min(self.n_train, self.n_rl, self.n_bench, self.sft_steps, self.grpo_steps, self.rl_k) < 1:
@@ -46,36 +50,67 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Runner:
-    """Runs CLI commands in-process, timing each and keeping the last stdout line."""
+@contextlib.contextmanager
+def into_log(logfile):
+    """Send everything written to stderr (fd 2: warnings, library bars, C-level output) to `logfile`
+    while a step runs; the training progress line still reaches the terminal."""
+    from training import progress
 
-    def __init__(self, store: Path):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w")
+    os.dup2(logfile.fileno(), 2)
+    progress.STREAM = terminal
+    try:
+        with contextlib.redirect_stderr(logfile):
+            yield
+    finally:
+        logfile.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        progress.STREAM = None
+        terminal.close()
+
+
+class Runner:
+    """Runs CLI commands in-process, timing each and keeping the last stdout line.
+
+    The commands' own output (library warnings and bars included) goes to `log_path`;
+    the terminal gets one line per step and the training stages' progress line."""
+
+    def __init__(self, store: Path, log_path: Path):
         self.store = store
+        self.log_path = log_path
         self.timings: list[tuple[str, float]] = []
 
     def __call__(self, title: str, *argv: str) -> str:
         from polyground.cli import run
 
-        log(f"\n== {title}: polyground {' '.join(argv)}")
+        log(f"== {title}")
         out = io.StringIO()
         start = time.perf_counter()
-        with contextlib.redirect_stdout(out):
-            code = run(["--store", str(self.store), *argv])
+        with open(self.log_path, "a") as logfile:
+            logfile.write(f"\n== {title}: polyground {' '.join(argv)}\n")
+            logfile.flush()
+            with into_log(logfile), contextlib.redirect_stdout(out):
+                code = run(["--store", str(self.store), *argv])
+            logfile.write(out.getvalue())
         seconds = time.perf_counter() - start
         self.timings.append((title, seconds))
         if code:
-            raise UserError(f"demo step '{title}' failed (exit {code})")
+            raise UserError(f"demo step '{title}' failed (exit {code}); its output is in {self.log_path}")
         lines = out.getvalue().strip().splitlines()
-        log(f"   {title}: {seconds:.1f}s -> {lines[-1] if lines else ''}")
+        log(f"   {seconds:.1f}s -> {lines[-1] if lines else ''}")
         return lines[-1] if lines else ""
 
 
 def build_data(run: Runner, cfg: DemoConfig) -> dict:
     s = cfg.seed
     refs = {}
-    refs["bench"] = run("held-out benchmark split", "build", "bench", "--source", "synthetic", "--family",
-                        "locate_red", "--n", str(cfg.n_bench), "--seed", str(1_000_000 + s), "--name",
-                        "demo-heldout", "--quiet")
+    split, offset = ("validation", 3_000_000) if cfg.validation else ("heldout", 1_000_000)
+    refs["bench"] = run(f"{split} benchmark split", "build", "bench", "--source", "synthetic", "--family",
+                        "locate_red", "--n", str(cfg.n_bench), "--seed", str(offset + s), "--name",
+                        f"demo-{split}", "--quiet")
     # No --no-contamination: locate_red draws few layouts on a 2x2 grid, so about half the training images have
     # a held-out image with the same objects in the same cells (a near-duplicate; no byte copy). The builds
     # record it in their manifests (`near_duplicates`) and warn instead of refusing.
@@ -99,10 +134,13 @@ def recipe(name: str) -> str:
     return str(path)
 
 
-def sft_args(cfg: DemoConfig, steps: int) -> list[str]:
+def sft_args(cfg: DemoConfig, steps: int, control: bool = False) -> list[str]:
     # recipes/demo_sft.yaml holds the measured settings (full parameters, batch 16, lr 1e-3).
-    return ["--config", recipe("demo_sft.yaml"), "--max_steps", str(steps), "--seed", str(cfg.seed),
+    args = ["--config", recipe("demo_sft.yaml"), "--max_steps", str(steps), "--seed", str(cfg.seed),
             "--disable_tqdm", "true"]
+    if control:  # goes on from a trained model: no second warm-up to the peak rate, no decay to zero
+        args += ["--learning_rate", str(cfg.control_lr), "--lr_scheduler_type", "constant", "--warmup_steps", "0"]
+    return args
 
 
 def grpo_args(cfg: DemoConfig) -> list[str]:
@@ -127,7 +165,7 @@ def train_models(run: Runner, cfg: DemoConfig, refs: dict, out: Path) -> dict:
     grpo_data = refs["rl_tasks"]
     try:
         refs["rl_pool"] = run("rejection sampling with the SFT policy", "build", "rl-pool", "--tasks", refs["rl_tasks"],
-                              "--policy", str(models["sft"]), "--k", str(cfg.rl_k), "--temperature", "1.0",
+                              "--policy", str(models["sft"]), "--k", str(cfg.rl_k), "--min-iou", str(cfg.rl_min_iou), "--temperature", "1.0",
                               "--max-tokens", str(cfg.max_tokens), "--seed", str(cfg.seed), "--name", "demo-rl")
         grpo_data = refs["rl_pool"]
     except NoTaskInBand as e:
@@ -148,7 +186,7 @@ def train_models(run: Runner, cfg: DemoConfig, refs: dict, out: Path) -> dict:
     control_steps = max(1, round(grpo_s / sft_step_s))
     models["control"] = Path(run(f"control: {control_steps} more SFT steps ({grpo_s:.0f}s, GRPO's time)",
                                  "train", "sft", "--data", refs["cot"], "--model", str(models["sft"]), "--output",
-                                 str(out / "models" / "sft-control"), *sft_args(cfg, control_steps)))
+                                 str(out / "models" / "sft-control"), *sft_args(cfg, control_steps, control=True)))
     return models
 
 
@@ -246,7 +284,8 @@ def write_report(out: Path, cfg: DemoConfig, refs: dict, models: dict, metrics: 
         parts += [f"**Failed stage**: {refs['rl_pool_failed']}.", ""]
     parts += ["## Lineage", "", *lineage(store, refs, models), "",
               "## Time per step", "", "| step | seconds |", "|---|---|",
-              *[f"| {t} | {s:.1f} |" for t, s in timings], f"| total | {total:.1f} |", ""]
+              *[f"| {t} | {s:.1f} |" for t, s in timings], f"| total | {total:.1f} |", "",
+              "Every command's own output (library warnings and progress bars included) is in [demo.log](demo.log).", ""]
     path = out / "report.md"
     path.write_text("\n".join(parts))
     (out / "metrics.json").write_text(json.dumps({k: m["overall"] for k, m in metrics.items()}, indent=2))
@@ -256,7 +295,8 @@ def write_report(out: Path, cfg: DemoConfig, refs: dict, models: dict, metrics: 
 def run_demo(cfg: DemoConfig, out: Path, store: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     store = store or out / "store"
-    run = Runner(store)
+    run = Runner(store, out / "demo.log")
+    log(f"polyground demo, seed {cfg.seed}: the commands' own output goes to {out / 'demo.log'}")
     start = time.perf_counter()
     refs = build_data(run, cfg)
     models = train_models(run, cfg, refs, out)

@@ -88,6 +88,11 @@ def test_demo_end_to_end_small(tmp_path):
     assert failed == ("failed stage: build rl-pool failed:" in r.stdout)  # a failed stage is shown, never hidden
     assert failed or "demo-rl@" in report
     assert r.stdout.strip().splitlines()[-1] == f"its datasets: polyground --store {out / 'store'} data ls"
+    # One line per training stage on the terminal; the libraries' output only in the log the report links.
+    assert re.search(r"SFT: step 8/8 · .*\n", r.stderr) and re.search(r"GRPO: step 2/2 · .*\n", r.stderr)
+    log = (out / "demo.log").read_text()
+    assert "Loading weights" in log and "Loading weights" not in r.stderr and "Warning" not in r.stderr
+    assert "[demo.log](demo.log)" in report
     store = Store(out / "store")
     versions = store.versions()
     assert {v.name for v in versions} >= {"demo-heldout", "demo-train", "demo-rl-tasks", "demo-cot"}

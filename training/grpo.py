@@ -43,6 +43,7 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     from training.data import load_grpo_dataset, open_store, open_version
     from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
     from training.models import freeze_vision_tower, load_model_and_processor
+    from training.progress import callbacks_for
     from training.rewards import make_reward_funcs
 
     check_output_dir(training_args.output_dir)
@@ -61,7 +62,8 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
 
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(training_args.reward_funcs, profile),
                           args=training_args, train_dataset=dataset, processing_class=processor,
-                          peft_config=lora_config(model_args), callbacks=callbacks)
+                          peft_config=lora_config(model_args),
+                          callbacks=callbacks_for("GRPO", training_args, callbacks))
     recorder = RowRecorder.attach(trainer)
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 

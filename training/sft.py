@@ -28,6 +28,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     from training.data import load_sft_dataset, open_store, open_version
     from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
     from training.models import freeze_vision_tower, load_model_and_processor
+    from training.progress import callbacks_for
 
     check_output_dir(training_args.output_dir)
     apply_cpu_threads(training_args)
@@ -42,7 +43,8 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
         freeze_vision_tower(model)  # with LoRA the base is frozen anyway; this matters for full SFT
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor,
-                         peft_config=lora_config(model_args), callbacks=callbacks)
+                         peft_config=lora_config(model_args),
+                         callbacks=callbacks_for("SFT", training_args, callbacks))
     recorder = RowRecorder.attach(trainer)
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
