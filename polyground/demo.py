@@ -39,6 +39,8 @@ class DemoConfig:
     max_tokens: int = 48  # a completion with its think block is ~30-45 tokens
     control_lr: float = 3e-4  # the control goes on at a constant rate (no second warm-up to SFT's peak)
     rl_min_iou: float = 0.5  # a sample passes rejection sampling at this IoU
+    cot_box: str = "annotation"  # the box SFT learns from a cot row: the annotation's, or the teacher's own
+    teacher: bool = False  # cold start from the loopback teacher (demo_teacher.py) instead of annotations
     validation: bool = False  # score on the validation split (choices are made there), not the held-out one
 
     def __post_init__(self):
@@ -94,7 +96,7 @@ class Runner:
             logfile.flush()
             with into_log(logfile), contextlib.redirect_stdout(out):
                 code = run(["--store", str(self.store), *argv])
-            logfile.write(out.getvalue())
+            logfile.write(out.getvalue().rstrip("\n") + "\n")
         seconds = time.perf_counter() - start
         self.timings.append((title, seconds))
         if code:
@@ -119,9 +121,28 @@ def build_data(run: Runner, cfg: DemoConfig) -> dict:
     refs["rl_tasks"] = run("tasks for the RL pool", "build", "tasks", "--source", "synthetic", "--family",
                            "locate_red", "--n", str(cfg.n_rl), "--seed", str(2_000_000 + s), "--name", "demo-rl-tasks",
                            "--quiet")
-    refs["cot"] = run("annotation-built CoT", "build", "cot", "--tasks", refs["train"], "--mode", "annotations",
-                      "--profile", cfg.profile, "--name", "demo-cot", "--quiet")
+    if cfg.teacher:
+        refs["cot"] = teacher_cot(run, cfg, refs["train"])
+    else:
+        refs["cot"] = run("annotation-built CoT", "build", "cot", "--tasks", refs["train"], "--mode", "annotations",
+                          "--profile", cfg.profile, "--name", "demo-cot", "--quiet")
     return refs
+
+
+def teacher_cot(run: "Runner", cfg: DemoConfig, tasks_ref: str) -> str:
+    """`build cot` against the loopback teacher (polyground/demo_teacher.py) over real HTTP."""
+    from builders.store import Store
+    from polyground.demo_teacher import Teacher, TeacherServer
+    from schemas.profiles import get_profile
+
+    store = Store(run.store)
+    tasks = store.resolve(tasks_ref).table().to_pylist()
+    teacher = Teacher(store, tasks, get_profile(cfg.profile), seed=cfg.seed)
+    with TeacherServer(teacher) as url:
+        return run("teacher CoT behind the verifier (loopback teacher)", "build", "cot", "--tasks", tasks_ref,
+                   "--mode", "teacher", "--teacher-url", url, "--teacher-model", "demo-teacher", "--teacher-profile",
+                   cfg.profile, "--profile", cfg.profile, "--samples", "1", "--seed", str(cfg.seed),
+                   "--name", "demo-cot", "--quiet")
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -137,7 +158,7 @@ def recipe(name: str) -> str:
 def sft_args(cfg: DemoConfig, steps: int, control: bool = False) -> list[str]:
     # recipes/demo_sft.yaml holds the measured settings (full parameters, batch 16, lr 1e-3).
     args = ["--config", recipe("demo_sft.yaml"), "--max_steps", str(steps), "--seed", str(cfg.seed),
-            "--disable_tqdm", "true"]
+            "--disable_tqdm", "true", "--cot_box", cfg.cot_box]
     if control:  # goes on from a trained model: no second warm-up to the peak rate, no decay to zero
         args += ["--learning_rate", str(cfg.control_lr), "--lr_scheduler_type", "constant", "--warmup_steps", "0"]
     return args

@@ -47,12 +47,18 @@ class DataArguments:
         "Rows whose prompt + answer exceed the length limit: 'refuse' (stop with a report) or 'drop' (train without "
         "them, counted by reason).", choices=["refuse", "drop"])
     max_rows: int | None = option(None, "Use only the first N rows of the version (smoke runs); recorded in run.json.")
+    cot_box: str = option("annotation",
+        "SFT on cot rows: the box the answer gives. 'annotation' (default): the ground truth, an exact label. "
+        "'teacher': the teacher's own box (it passed the verifier's IoU gate), as distillation of the teacher's answers "
+        "does, looseness included.", choices=["annotation", "teacher"])
 
     def __post_init__(self):
         if self.on_overflow not in ("refuse", "drop"):
             raise ValueError(f"on_overflow must be 'refuse' or 'drop', not {self.on_overflow!r}")
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError("max_rows must be at least 1")
+        if self.cot_box not in ("annotation", "teacher"):
+            raise ValueError(f"cot_box must be 'annotation' or 'teacher', not {self.cot_box!r}")
 
 
 @dataclass

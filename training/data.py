@@ -150,14 +150,19 @@ def render_target(row: dict, profile, reasoning: str = "") -> str:
     return profile.render(reasoning, row["target_image"], row["target_box"], _image_sizes(row))
 
 
-def cot_target(row: dict, profile) -> str:
-    """A cot row's answer in the trainer's frame: its reasoning, the image it names and the
-    ground-truth box, rendered by `profile` (the trainer's: its processor's pixel bounds).
+def cot_target(row: dict, profile, box: str = "annotation") -> str:
+    """A cot row's answer in the trainer's frame: its reasoning, the image it names and a box,
+    rendered by `profile` (the trainer's: its processor's pixel bounds).
 
-    The store keeps the answer canonically (image index + normalised box + reasoning), so
-    one cot version serves any budget; the `completion` column is the rendering at the
-    budget it was built with, kept for reading."""
-    return profile.render(row.get("reasoning") or "", row["pred_image"], row["target_box"], _image_sizes(row))
+    `box`: "annotation" (default) gives the ground-truth box, an exact label; "teacher" the
+    teacher's own box, which passed the verifier's IoU gate (distillation of the teacher's
+    answers, looseness included). The store keeps both canonically (normalised, with the image
+    index and the reasoning), so one cot version serves any budget; the `completion` column is
+    the rendering at the budget it was built with, kept for reading."""
+    chosen = row.get("pred_box") if box == "teacher" else row["target_box"]
+    if chosen is None:
+        raise ValueError("no teacher box")
+    return profile.render(row.get("reasoning") or "", row["pred_image"], chosen, _image_sizes(row))
 
 
 def check_reasoning_frame(version, rows: list[dict], profile) -> None:
@@ -180,7 +185,7 @@ def check_reasoning_frame(version, rows: list[dict], profile) -> None:
                         "--image-min-pixels/--image-max-pixels equal to the trainer's")
 
 
-def sft_record(row: dict, store, profile, kind: str) -> tuple[dict | None, str | None]:
+def sft_record(row: dict, store, profile, kind: str, cot_box: str = "annotation") -> tuple[dict | None, str | None]:
     base, why = _row_base(row, store, profile)
     if why:
         return None, why
@@ -188,7 +193,7 @@ def sft_record(row: dict, store, profile, kind: str) -> tuple[dict | None, str |
         if not row.get("completion") or row.get("pred_image") is None or row.get("target_box") is None:
             return None, "no_completion"
         try:
-            text = cot_target(row, profile)
+            text = cot_target(row, profile, cot_box)
         except ValueError:
             return None, "unrenderable_target"
     elif row.get("target_box") is None or row.get("target_image") is None:
@@ -441,7 +446,7 @@ def _open_rows(store, ref, processor, model_type, profile_name, max_rows, model_
 
 def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: str | None = None,
                      max_length: int | None = None, on_overflow: str = "refuse", max_rows: int | None = None,
-                     model_profile: str | None = None):
+                     model_profile: str | None = None, cot_box: str = "annotation"):
     """(Dataset, DataInfo, profile) of prompt/completion rows from a cot (or tasks / rl-pool) version.
 
     `ref` is a reference, or a Version that `open_version` already checked."""
@@ -449,11 +454,11 @@ def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: 
                                               model_profile)
     check_reasoning_frame(version, rows, profile)
     by_id = {r["id"]: r for r in rows}
-    records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind), info)
+    records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind, cot_box), info)
     sizes = [_image_sizes(by_id[r["id"]]) for r in records]
 
     def remake(rec, new_sizes):
-        out, _ = sft_record(_resized_row(by_id[rec["id"]], new_sizes), store, profile, version.kind)
+        out, _ = sft_record(_resized_row(by_id[rec["id"]], new_sizes), store, profile, version.kind, cot_box)
         return out
 
     records = preflight(records, processor, sizes, max_length, 0, on_overflow, info, remake)

@@ -38,7 +38,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     dataset, info, profile = load_sft_dataset(
         store, version, processor, model.config.model_type, profile_name=data_args.profile,
         max_length=training_args.max_length, on_overflow=data_args.on_overflow, max_rows=data_args.max_rows,
-        model_profile=trained_profile(model_args.model_name_or_path))
+        model_profile=trained_profile(model_args.model_name_or_path), cot_box=data_args.cot_box)
     if model_args.freeze_vision_tower:
         freeze_vision_tower(model)  # with LoRA the base is frozen anyway; this matters for full SFT
 
