@@ -4,23 +4,34 @@ import pytest
 from polyground.demo import results_table, verdict
 
 
-def metrics(**acc):
-    return {k: {"overall": {"strict_acc@0.5": v / 100, "official_acc@0.5": v / 100, "format_rate": 1.0,
-                            "image_acc": 1.0, "strict_miou": v / 100, "mean_reward": 1.0}} for k, v in acc.items()}
+def metrics(miou=None, **acc):
+    """Acc@0.5 per model as given; mean IoU the same unless `miou` gives its own."""
+    miou = miou or acc
+    return {k: {"overall": {"strict_acc@0.5": v / 100, "official_acc@0.5": v / 100, "strict_acc@0.7": v / 100,
+                            "format_rate": 1.0, "image_acc": 1.0, "strict_miou": miou[k] / 100, "mean_reward": 1.0}}
+            for k, v in acc.items()}
 
 
 def test_grpo_is_credited_only_beyond_the_better_of_sft_and_control():
-    text = verdict(metrics(base=0, sft=59, grpo=65, control=14.5))
-    assert "GRPO moved it by +6.0 points" in text and "credited with +6.0 points" in text
+    acc, iou = verdict(metrics(base=0, sft=59, grpo=65, control=14.5)).splitlines()
+    assert "GRPO moved it by +6.0 points" in acc and "credited with +6.0 points" in acc
+    assert iou.startswith("Held-out mean IoU") and "credited with +6.0 points" in iou
 
 
 def test_grpo_below_the_control_gets_no_credit():
-    assert "credited with nothing" in verdict(metrics(base=0, sft=50, grpo=55, control=60))
+    assert verdict(metrics(base=0, sft=50, grpo=55, control=60)).count("credited with nothing") == 2
+
+
+def test_mean_iou_is_credited_on_its_own():
+    text = verdict(metrics(base=0, sft=100, grpo=100, control=100,
+                           miou={"base": 0, "sft": 72.9, "grpo": 100.0, "control": 75.2}))
+    acc, iou = text.splitlines()
+    assert "credited with nothing" in acc and "credited with +24.8 points" in iou
 
 
 def test_results_table_has_a_row_per_model():
     rows = results_table(metrics(base=0, sft=59, grpo=65, control=61)).splitlines()
-    assert len(rows) == 6 and rows[3].startswith("| sft | 100.0 | 100.0 | 59.0 |")
+    assert len(rows) == 6 and rows[3].startswith("| sft | 100.0 | 100.0 | 59.0 | 59.0 | 59.0 |")
 
 
 # ---- the rl-pool stage: a failure stops the demo or is a failed stage, never silently replaced -------------
