@@ -104,6 +104,8 @@ def target_problem(item: SourceItem, max_images: int = MAX_IMAGES_PER_ROW) -> tu
     bad = [i for i in [item.target_image, *equivalent] if i is not None and not 0 <= i < n]
     if bad:
         return "target_out_of_range", f"image index {str(bad[0])[:40]} with {n} images (0-based)"
+    if item.targets is not None:
+        return _set_problem(item, n)
     if item.target_box is not None:
         if item.target_image is None:
             return "no_target_image", "a box target needs the index of its image"
@@ -113,6 +115,41 @@ def target_problem(item: SourceItem, max_images: int = MAX_IMAGES_PER_ROW) -> tu
         if why and why != (item.meta or {}).get("box_as_released"):
             return f"invalid_box:{why}", f"box {str(item.target_box)[:200]}"
     return None
+
+
+def _set_problem(item: SourceItem, n: int) -> tuple[str, str] | None:
+    """target_problem for a target set: its pairs' images and boxes, and nothing else set."""
+    if item.target_box is not None or item.target_image is not None or item.equivalent_images:
+        return "conflicting_target", "a target set and target_image/target_box/equivalent_images together"
+    if not isinstance(item.targets, (list, tuple)):
+        return "invalid_row:targets", f"targets: a list of (image, box) pairs is required, got {type(item.targets).__name__}"
+    seen = set()
+    for pair in item.targets:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and _is_index(pair[0])):
+            return "invalid_row:targets", f"targets: {str(pair)[:80]} is not an (image, box) pair"
+        image, box = pair
+        if not 0 <= image < n:
+            return "target_out_of_range", f"image index {str(image)[:40]} with {n} images (0-based)"
+        why = box_problem(box)
+        if why:
+            return f"invalid_box:{why}", f"box {str(box)[:200]} on image {image}"
+        key = (image, tuple(float(v) for v in box))
+        if key in seen:
+            return "duplicate_target", f"the pair (image {image}, {list(box)}) is listed twice"
+        seen.add(key)
+    return None
+
+
+def single_or_set(item: SourceItem) -> SourceItem:
+    """A one-pair target set becomes target_image/target_box: one home for the common case."""
+    if isinstance(item.targets, (list, tuple)) and len(item.targets) == 1 and item.target_box is None \
+            and item.target_image is None and not item.equivalent_images:
+        pair = item.targets[0]
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            import dataclasses
+
+            return dataclasses.replace(item, target_image=pair[0], target_box=pair[1], targets=None)
+    return item
 
 
 class ImageCache:
@@ -164,6 +201,7 @@ def to_record(item: SourceItem, images: list[dict]) -> dict:
         "target_box": None if box is None else [float(v) for v in box],
         "choices": None if item.choices is None else list(item.choices), "answer": item.answer,
         "meta": json.dumps(item.meta or {}, sort_keys=True, ensure_ascii=False, default=str),
+        "targets": rows.target_records(item.targets),
     }
 
 
@@ -175,6 +213,7 @@ def check_item(item: SourceItem, cache: ImageCache, kept_ids: set, max_images: i
         return reject_row(item.id, "duplicate_id", "an earlier row has this id", item_record(item))
     if not item.images:
         return reject_row(item.id, "invalid_row:images", "images: no image", item_record(item))
+    item = single_or_set(item)
     problem = target_problem(item, max_images)
     if problem:
         return reject_row(item.id, *problem, item_record(item))
@@ -254,11 +293,16 @@ def task_summary(table) -> dict:
     widths = pc.struct_field(flat, "width").to_pylist()
     heights = pc.struct_field(flat, "height").to_pylist()
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in table.column("target_box").to_pylist() if b]
+    sets = [t for t in table.column("targets").to_pylist() if t is not None] if "targets" in table.schema.names else []
+    # Only when there are any: the summaries (and ids) of single-target builds stay what they were.
+    set_counts = {"target_set_rows": len(sets), "no_target_rows": sum(1 for t in sets if not t),
+                  "set_targets": sum(len(t) for t in sets)} if sets else {}
     return {
         "rows_by_task_type": dict(Counter(table.column("task_type").to_pylist()).most_common()),
         "images_per_row": {**stats(n_images), "mean": round(sum(n_images) / max(1, len(n_images)), 3)},
         "unique_images": len(set(pc.struct_field(flat, "sha256").to_pylist())),
         "image_width": stats(widths), "image_height": stats(heights),
         "box_area_fraction": stats(areas),
-        "grounding_rows": len(areas), "multiple_choice_rows": table.num_rows - len(areas),
+        "grounding_rows": len(areas) + len(sets), "multiple_choice_rows": table.num_rows - len(areas) - len(sets),
+        **set_counts,
     }

@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     ("build", "polyground.cmd_build_tasks"),
     ("build", "polyground.cmd_build_cot"),
     ("build", "polyground.cmd_build_rlpool"),
+    ("build", "polyground.cmd_build_negatives"),
     ("train", "polyground.cmd_train"),
     (None, "polyground.cmd_merge"),
     (None, "polyground.cmd_eval"),

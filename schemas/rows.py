@@ -2,6 +2,13 @@
 
 Every writer passes these schemas explicitly (never an inferred one). Boxes are
 normalised 0-1 xyxy floats on the TARGET image; `target_image` is 0-based.
+
+A grounding target is a set of (image, box) pairs. One pair, the common case,
+lives in `target_image` + `target_box` (and `targets` is null). Any other set
+lives in `targets`, a list of {image (0-based), box (0-1 xyxy on that image)}
+structs, with `target_image`/`target_box` null: two or more pairs (several
+targets, on one image or several), or an EMPTY list (the target is in no
+image: saying "none" is right). `target_pairs` reads either form.
 `meta` is a JSON string holding the source's extra fields (raw answer,
 additional info, object annotations), kept for traceability.
 """
@@ -14,6 +21,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 IMAGE_REF = pa.struct([("sha256", pa.string()), ("width", pa.int32()), ("height", pa.int32())])
+TARGET = pa.struct([("image", pa.int32()), ("box", pa.list_(pa.float32()))])
 
 TASK_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -27,6 +35,7 @@ TASK_FIELDS = [
     pa.field("choices", pa.list_(pa.string())),
     pa.field("answer", pa.string()),
     pa.field("meta", pa.string()),
+    pa.field("targets", pa.list_(TARGET)),  # a target set other than one pair (module docstring)
 ]
 TASKS = pa.schema(TASK_FIELDS)
 
@@ -82,6 +91,14 @@ PREDICTIONS = pa.schema(
         pa.field("model", pa.string()),
         pa.field("outcome", pa.string()),  # strict parse outcome: ok, a parse error, wrong_image, unverifiable:...
         pa.field("reward", pa.float32()),  # the GRPO reward at default weights (schemas.scoring.combined_score)
+        # Set rows only (several targets, or none; null on single-target rows): schemas.sets
+        pa.field("pred_targets", pa.list_(TARGET)),  # the parsed set
+        pa.field("set_iou", pa.float32()),
+        pa.field("set_precision", pa.float32()),  # at IoU 0.5
+        pa.field("set_recall", pa.float32()),
+        pa.field("set_f1", pa.float32()),
+        pa.field("wrong_images", pa.int32()),  # predicted boxes on an image holding no target
+        pa.field("none_correct", pa.bool_()),  # rows whose target is in no image: "none" was said
     ]
 )
 
@@ -119,10 +136,11 @@ class TaskRow:
     choices: list[str] | None = None
     answer: str | None = None
     meta: dict = field(default_factory=dict)
+    targets: list[tuple[int, list[float]]] | None = None  # a set of 0 or 2+ (image, box) pairs
 
     @property
     def is_grounding(self) -> bool:
-        return self.target_box is not None
+        return self.target_box is not None or self.targets is not None
 
     def to_record(self) -> dict:
         return {
@@ -137,6 +155,7 @@ class TaskRow:
             "choices": self.choices,
             "answer": self.answer,
             "meta": json.dumps(self.meta, sort_keys=True, ensure_ascii=False),
+            "targets": target_records(self.targets),
         }
 
     @classmethod
@@ -153,7 +172,30 @@ class TaskRow:
             choices=r.get("choices"),
             answer=r.get("answer"),
             meta=json.loads(r["meta"]) if r.get("meta") else {},
+            targets=None if r.get("targets") is None else [(t["image"], list(t["box"])) for t in r["targets"]],
         )
+
+
+def target_records(pairs) -> list[dict] | None:
+    """(image, box) pairs -> the `targets` column's structs (None stays None)."""
+    if pairs is None:
+        return None
+    return [{"image": int(i), "box": [float(v) for v in b]} for i, b in pairs]
+
+
+def is_set_row(r: dict) -> bool:
+    """Whether a row's target lives in `targets` (0 or 2+ pairs) rather than target_image/target_box."""
+    return r.get("targets") is not None
+
+
+def target_pairs(r: dict) -> list[tuple[int, list[float]]] | None:
+    """A grounding row's target set as (0-based image, 0-1 box) pairs, whichever columns hold it;
+    None for a multiple-choice row."""
+    if r.get("targets") is not None:
+        return [(t["image"], list(t["box"])) for t in r["targets"]]
+    if r.get("target_box") is not None and r.get("target_image") is not None:
+        return [(r["target_image"], list(r["target_box"]))]
+    return None
 
 
 def validate_task(r: dict) -> str | None:
@@ -167,10 +209,12 @@ def validate_task(r: dict) -> str | None:
     for i in images:
         if not (i.get("width", 0) > 0 and i.get("height", 0) > 0) or not i.get("sha256"):
             return "images: bad image reference"
-    grounding = r.get("target_box") is not None
+    grounding = r.get("target_box") is not None or r.get("targets") is not None
     mc = r.get("choices") is not None
     if grounding == mc:
         return "target_box: a task has either a box target or choices, not both or neither"
+    if r.get("targets") is not None:
+        return _targets_problem(r, len(images))
     if grounding:
         t = r.get("target_image")
         if t is None or not 0 <= t < len(images):
@@ -185,6 +229,33 @@ def validate_task(r: dict) -> str | None:
         letters = [chr(ord("A") + i) for i in range(len(r["choices"]))]
         if r.get("answer") not in letters:
             return f"answer: {r.get('answer')!r} is not one of {letters}"
+    return None
+
+
+def _finite_box(box) -> bool:
+    return (isinstance(box, (list, tuple)) and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box))
+
+
+def _targets_problem(r: dict, n_images: int) -> str | None:
+    if r.get("target_box") is not None or r.get("target_image") is not None:
+        return "targets: a target set leaves target_image and target_box empty"
+    if r.get("equivalent_images"):
+        return "equivalent_images: not used with a target set (list each pair)"
+    pairs = r["targets"]
+    if len(pairs) == 1:
+        return "targets: one pair belongs in target_image and target_box"
+    seen = set()
+    for t in pairs:
+        i, box = t.get("image"), t.get("box")
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n_images:
+            return f"targets: image {i} out of range for {n_images} images"
+        if not _finite_box(box):
+            return "targets: each box needs 4 finite numbers"
+        key = (i, tuple(float(v) for v in box))
+        if key in seen:
+            return f"targets: the pair (image {i}, {list(box)}) is listed twice"
+        seen.add(key)
     return None
 
 

@@ -24,6 +24,7 @@ def test_hub_layout_one_task_per_round():
         (f"{GG}-r0", "gg_train", 2, "answer"),
         (f"{GG}-r1", "gg_train", 0, "answer"),
         ("common_000139-r0", "common_train", 1, "answer"),
+        ("common_000285-r0", "common_train", None, "answer"),  # two boxes: a target set (issue 18)
         ("diff_000001-r0", "diff_train", 0, "answer"),
         ("got_000001-r0", "ot_train", 2, "answer"),
         ("refer_01441-r0", "refer_train", 1, "question"),  # a bare box: "... locate in the image-2."
@@ -34,9 +35,11 @@ def test_hub_layout_one_task_per_round():
     # the same id on a different conversation: a content-derived id, not a duplicate_id
     assert re.fullmatch(r"free_000001~[0-9a-f]{12}-r0", items[-1].id)
     assert items[-1].meta["original_id"] == "free_000001" and items[-1].meta["id_from"] == "content"
-    # quarantined under names of their own, not as parse failures
-    assert reasons(rejects) == {"reg_5229016_8929009-r0": "text_answer", "common_000285-r0": "multi_box_answer"}
-    assert "2 boxes" in rejects[1].detail
+    # quarantined under a name of its own, not as a parse failure
+    assert reasons(rejects) == {"reg_5229016_8929009-r0": "text_answer"}
+    several = next(it for it in items if it.id == "common_000285-r0")
+    assert several.targets == [(0, [0.01, 0.02, 0.3, 0.4]), (2, [0.05, 0.06, 0.7, 0.8])]
+    assert several.target_box is None and several.target_image is None
     first, second = items[0], items[1]
     assert first.target_box == [0.316, 0.058, 0.764, 0.999]
     assert second.target_box == [0.408, 0.656, 0.578, 0.997]
@@ -48,7 +51,7 @@ def test_hub_layout_one_task_per_round():
     assert first.meta["object_refs"] == ["a statue of a man"] and second.meta["round"] == 1
     assert first.meta["answer_raw"].startswith("It's in the third image.")
     assert first.meta["source_file"] == "MGrounding-630k.json"
-    assert items[4].meta["input_boxes"] == [[0.139, 0.305, 0.495, 0.743]]
+    assert items[5].meta["input_boxes"] == [[0.139, 0.305, 0.495, 0.743]]
     assert {it.source for it in items} == {"mgrounding"}
 
 
@@ -89,7 +92,10 @@ def test_cli_builds_the_hub_layout_from_any_of_the_three_paths(tmp_path, capsys)
         assert code == 0, capsys.readouterr().err
         version = Store(store).resolve("mg")
         dropped = version.manifest["counts"]["dropped_by_reason"]
-        assert version.manifest["counts"]["rows"] == 9 and dropped == {"multi_box_answer": 1, "text_answer": 1}
+        assert version.manifest["counts"]["rows"] == 10 and dropped == {"text_answer": 1}
+        sets = {r["id"]: r["targets"] for r in version.table().to_pylist() if r["targets"] is not None}
+        assert sets == {"common_000285-r0": [{"image": 0, "box": pytest.approx([0.01, 0.02, 0.3, 0.4])},
+                                             {"image": 2, "box": pytest.approx([0.05, 0.06, 0.7, 0.8])}]}
         sizes = {(i["width"], i["height"]) for row in version.table().to_pylist() for i in row["images"]}
         assert sizes == {(40, 24), (30, 50)}
 
@@ -99,14 +105,14 @@ def test_per_task_files_resolve_either_path_layout(tmp_path):
     shutil.copytree(ROOT, data)
     (data / "MGrounding-630k" / "MGrounding-630k.json").unlink()
     items, rejects = split(read_mgrounding(data))
-    assert reasons(rejects) == {"common_000285-r0": "multi_box_answer", "reg_5229016_8929009-r0": "text_answer"}
+    assert reasons(rejects) == {"reg_5229016_8929009-r0": "text_answer"}
     assert [it.id for it in items] == [  # sorted files: Common_Object, then Group_Grounding
-        "common_000139-r0", f"{GG}-r0", f"{GG}-r1"]
+        "common_000139-r0", "common_000285-r0", f"{GG}-r0", f"{GG}-r1"]
     assert all(p.is_file() for it in items for p in it.images)
     # paths relative to its own folder vs. relative to the data root
     assert items[0].images[0].parent == data / "MGrounding-630k/Common_Object/COCO"
-    assert items[1].images[0].parent == data / "MGrounding-630k/Group_Grounding/SA-1B"
-    assert items[1].meta["source_file"] == "MGrounding-630k/Group_Grounding/gg_train_120k.json"
+    assert items[2].images[0].parent == data / "MGrounding-630k/Group_Grounding/SA-1B"
+    assert items[2].meta["source_file"] == "MGrounding-630k/Group_Grounding/gg_train_120k.json"
 
 
 def test_a_per_task_folder_below_the_data_root_reads_its_images_above(tmp_path):
@@ -136,8 +142,12 @@ QUARANTINE = [
     ("placeholder_mismatch", "bad", _conv("bad", n=2, placeholders=3)),
     ("no_target_image", "bad-r0", _answer("A dog on the left. <|box_start|>(1,2),(3,4)<|box_end|>")),
     ("text_answer", "bad-r0", _answer("It's in the first image, near the door.")),
-    ("multi_box_answer", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)"
-                                           "<|box_end|> <|box_start|>(5,6),(7,8)<|box_end|>")),
+    ("no_target_image", "bad-r0", _answer("A dog. <|box_start|>(1,2),(3,4)<|box_end|> and another "
+                                          "<|box_start|>(5,6),(7,8)<|box_end|>")),  # several boxes, no image named
+    ("target_out_of_range", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)<|box_end|> "
+                                              "It's in the ninth image. <|box_start|>(5,6),(7,8)<|box_end|>")),
+    ("invalid_box:inverted", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)<|box_end|> "
+                                               "<|box_start|>(500,6),(7,8)<|box_end|>")),
     ("unparsable_answer", "bad-r0", _answer("It's in the first image. <|box_start|>(1,2),(3,4)")),
     ("unparsable_answer", "bad-r0", _answer("It's in the first image. (1,2),(3,4)")),
     ("target_out_of_range", "bad-r0", _conv("bad", rounds=(("Locate it in the third image.", "<|box_start|>"
@@ -159,6 +169,25 @@ def test_quarantine_reasons(tmp_path, reason, rid, record):
     assert [it.id for it in items] == ["good-r0"] and items[0].target_image == 1
     assert reasons(rejects) == {rid: reason}
     assert rejects[0].detail and rejects[0].record == record
+
+
+SEVERAL = [  # answer text -> target pairs (0-1000 grid), in the released wording
+    ("It's in the first image. <|box_start|>(1,2),(3,4)<|box_end|> It's in the second image. "
+     "<|box_start|>(5,6),(7,8)<|box_end|>", [(0, [1, 2, 3, 4]), (1, [5, 6, 7, 8])]),
+    ("It's in the second image. <|box_start|>(1,2),(3,4)<|box_end|><|box_start|>(5,6),(7,8)<|box_end|>",
+     [(1, [1, 2, 3, 4]), (1, [5, 6, 7, 8])]),  # two on one image: the later box keeps the image
+    ("<|box_start|>(1,2),(3,4)<|box_end|> It's in the first image. <|box_start|>(5,6),(7,8)<|box_end|>",
+     [(1, [1, 2, 3, 4]), (0, [5, 6, 7, 8])]),  # the first box takes the question's image
+]
+
+
+@pytest.mark.parametrize("answer, pairs", SEVERAL)
+def test_several_boxes_are_a_target_set(tmp_path, answer, pairs):
+    record = _conv("m", rounds=(("Find every dog; start in the second image.", answer),))
+    write_json(tmp_path / "train.json", [record])
+    items, rejects = split(read_mgrounding(tmp_path / "train.json"))
+    assert not rejects and items[0].target_box is None
+    assert items[0].targets == [(i, pytest.approx([v / 1000 for v in b])) for i, b in pairs]
 
 
 def test_one_bad_round_keeps_the_others(tmp_path):

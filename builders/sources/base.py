@@ -25,6 +25,9 @@ class SourceItem:
     choices: list[str] | None = None
     answer: str | None = None  # the letter, for multiple choice
     meta: dict = field(default_factory=dict)
+    # A target set other than one pair: [(0-based image, 0-1 xyxy box), ...]; [] = in no image.
+    # Ingest stores a one-pair set as target_image/target_box (schemas/rows.py).
+    targets: list[tuple[int, list[float]]] | None = None
 
 
 @dataclass

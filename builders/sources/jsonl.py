@@ -11,6 +11,10 @@
   `pixel` (pixels of the original target image).
 - Multiple-choice lines carry `"choices": [...]` and `"answer": "B"` (a letter)
   instead of `target_image` and `box`.
+- Several targets, or none: `"targets": [{"image": 0, "box": [x1, y1, x2, y2]}, ...]`
+  (each box in the line's `box_frame` on ITS image) instead of `target_image` and
+  `box`; `"targets": []` means the target is in no image (saying "none" is right).
+  One pair is stored as a single target (schemas/rows.py).
 - Optional: `equivalent_images` (other indices that also count as correct),
   `source` (default "jsonl"); any other key is kept in `meta`.
 Ids are kept as given. A line that is not a JSON object is quarantined as
@@ -28,7 +32,7 @@ from schemas.errors import UserError
 
 FRAMES = ("norm1", "norm1000", "pixel")
 KNOWN = {"id", "images", "question", "target_image", "box", "box_frame", "task_type",
-         "choices", "answer", "equivalent_images", "source"}
+         "choices", "answer", "equivalent_images", "source", "targets"}
 
 
 def read_jsonl(path: Path | str | None, **_ignored) -> Iterator[SourceItem | Reject]:
@@ -68,12 +72,22 @@ def parse_line(line: str, n: int, root: Path) -> SourceItem | Reject:
         if isinstance(box, Reject):
             box.id, box.record = rid, rec
             return box
+    targets = None
+    if rec.get("targets") is not None:
+        targets = []
+        for t in rec["targets"]:
+            pair_box = to_norm1(t["box"], rec.get("box_frame", "norm1"), images, t["image"], root)
+            if isinstance(pair_box, Reject):
+                pair_box.id, pair_box.record = rid, rec
+                return pair_box
+            targets.append((t["image"], pair_box))
+    raw = {"box_raw": rec["box"]} if box else {"targets_raw": rec["targets"]} if targets else {}
     return SourceItem(
         id=rec["id"], source=rec.get("source") or "jsonl", task_type=rec.get("task_type") or "grounding",
         images=images, question=rec["question"], target_image=rec.get("target_image"),
         equivalent_images=list(rec.get("equivalent_images") or []), target_box=box,
         choices=rec.get("choices"), answer=rec.get("answer"),
-        meta={k: v for k, v in rec.items() if k not in KNOWN} | ({"box_raw": rec["box"]} if box else {}),
+        meta={k: v for k, v in rec.items() if k not in KNOWN} | raw, targets=targets,
     )
 
 
@@ -91,6 +105,13 @@ def _shape_problem(rec: dict) -> str | None:
         return "choices: a list of strings is required"
     if rec.get("target_image") is not None and not _is_int(rec["target_image"]):
         return "target_image: a 0-based integer is required"
+    targets = rec.get("targets")
+    if targets is not None:
+        if not isinstance(targets, list) or not all(
+                isinstance(t, dict) and set(t) == {"image", "box"} and _is_int(t["image"]) for t in targets):
+            return 'targets: a list of {"image": 0-based integer, "box": [x1, y1, x2, y2]} is required'
+        if any(rec.get(k) is not None for k in ("target_image", "box", "choices")):
+            return "targets: give either targets, or target_image and box, or choices"
     equivalent = rec.get("equivalent_images")
     if equivalent is not None and not (isinstance(equivalent, list) and all(map(_is_int, equivalent))):
         return "equivalent_images: a list of 0-based integers is required"

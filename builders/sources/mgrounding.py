@@ -31,8 +31,11 @@ folder (`data/MGrounding-630k/./MGrounding-630k/...` is
 file is 1.42 GB, so files are streamed item by item (`iter_json_values`):
 memory stays bounded by the largest item.
 
-Quarantine reasons of this reader, besides the shared ones: `multi_box_answer`
-(several boxes: a later issue will use them), `text_answer` (no box: the
+An answer with several boxes is a target set (schemas/rows.py `targets`):
+each box lies on the image named in the text since the previous box ("It's
+in the first image. <box> It's in the third image. <box>"), else on the
+previous box's image; a first box with no image named takes the question's.
+Quarantine reasons of this reader, besides the shared ones: `text_answer` (no box: the
 referring-expression answers of group grounding's REG task), `unparsable_answer`
 (a box-like answer that does not parse), `no_target_image` (a bare box while
 the question names no single image). The README says `id` "can be ignored":
@@ -343,11 +346,39 @@ def question_target(question: str, n_images: int) -> int | None:
     return target
 
 
-def parse_answer(answer: str, question: str, n_images: int) -> tuple[int, list[float], str] | tuple[str, str]:
-    """(target image, 0-1 box, where the target came from), else (reason, detail)."""
+def segment_image(text: str, n_images: int) -> int | None:
+    """The one image a stretch of answer text names ("It's in the third image."), else None."""
+    target = statement_target(text, n_images)
+    if target is None:
+        named = {m.group(0).lower() for m in REF_RE.finditer(text)}
+        if len(named) == 1:
+            target = statement_target(f"it is in {named.pop()}", n_images)
+    return target
+
+
+def parse_set_answer(answer: str, question: str, n_images: int) -> tuple[list, str] | tuple[str, str]:
+    """A several-box answer: ([(image, 0-1 box), ...], where the first image came from), else (reason, detail)."""
+    pairs, image, where, start = [], None, "answer", 0
+    for m in BOX_RE.finditer(answer):
+        named = segment_image(answer[start:m.start()], n_images)
+        start = m.end()
+        if named is None and image is None:  # the first box: the question may name its image
+            named, where = question_target(question, n_images), "question"
+            if named is None and n_images == 1:
+                named, where = 0, "single_image"
+            if named is None:
+                return "no_target_image", f"box {len(pairs) + 1} has no image named before it"
+        image = named if named is not None else image
+        pairs.append((image, [float(v) / 1000.0 for v in m.groups()]))
+    return pairs, where
+
+
+def parse_answer(answer: str, question: str, n_images: int):
+    """(target image, 0-1 box, where the target came from), or ([(image, box), ...], where) for several
+    boxes, else (reason, detail)."""
     boxes = parse_boxes(answer)
     if len(boxes) > 1:
-        return "multi_box_answer", f"{len(boxes)} boxes"
+        return parse_set_answer(answer, question, n_images)
     if not boxes:
         if "<|box_start|>" in answer or BOX_SHAPE.search(answer):
             return "unparsable_answer", "a box not in the form <|box_start|>(x1,y1),(x2,y2)<|box_end|>"
@@ -367,20 +398,25 @@ def parse_round(rec: dict, cid: str, r: int, question: str, answer: str,
     rid = f"{cid}-r{r}"
     text = re.sub(r"<image>\s*", "", question).strip()
     parsed = parse_answer(answer, text, len(paths))
-    if len(parsed) == 2:
+    if len(parsed) == 2 and isinstance(parsed[0], str):
         reason, why = parsed
         return Reject(rid, reason, f"{why}: {answer[:200]!r}", rec)
-    target, raw_box, where = parsed
-    if not 0 <= target < len(paths):
-        return Reject(rid, "target_out_of_range", f"the {where} names image {target + 1} of {len(paths)}", rec)
-    box = clip_box(raw_box)
-    if isinstance(box, Reject):
-        box.id, box.record = rid, rec
-        return box
+    pairs, where = (parsed[0], parsed[1]) if len(parsed) == 2 else ([(parsed[0], parsed[1])], parsed[2])
+    clipped = []
+    for target, raw_box in pairs:
+        if not 0 <= target < len(paths):
+            return Reject(rid, "target_out_of_range", f"the {where} names image {target + 1} of {len(paths)}", rec)
+        box = clip_box(raw_box)
+        if isinstance(box, Reject):
+            box.id, box.record = rid, rec
+            return box
+        clipped.append((target, box))
+    several = len(clipped) > 1
+    target, box = (None, None) if several else clipped[0]
     meta = {"type": rec.get("type"), "round": r, "conversation_id": cid, "answer_raw": answer,
             "target_from": where, "input_boxes": parse_boxes(text), "object_refs": OBJECT_REF_RE.findall(text),
             **(extra or {})}
     return SourceItem(
         id=rid, source=SOURCE, task_type=str(rec.get("type") or "mgrounding"), images=list(paths),
-        question=text, target_image=target, target_box=box, meta=meta,
+        question=text, target_image=target, target_box=box, meta=meta, targets=clipped if several else None,
     )
