@@ -11,6 +11,8 @@ profile (design.md, "The answer format"):
   norm1000    the same JSON with 0-1000 integers
   short       `image 2: (x1,y1),(x2,y2)`, 0-1000 integers; for tiny models
 
+A target SET (several boxes, or none) is rendered and parsed by
+schemas.set_answers with the same profiles.
 `image_sizes` is always the ORIGINAL (width, height) of every image, in
 order. `parse` is strict (it serves rewards): it never raises on a completion
 and names the first problem in `Parsed.error` (see PARSE_ERRORS).
@@ -38,6 +40,8 @@ PARSE_ERRORS = (
     "unparsable_numbers",  # a box is there but its values are not 4 finite ASCII numbers
     "no_image",  # several images and none named
     "image_out_of_range",
+    "duplicate_box",  # target sets (schemas.set_answers): the same image and box twice
+    "none_with_boxes",  # target sets: "none" said beside a box
 )
 _RESERVED_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
