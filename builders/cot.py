@@ -23,6 +23,11 @@ ground-truth box on the image the teacher named (the target or an equivalent
 one). The teacher's box passed the IoU gate, so the reasoning agrees with it,
 and the label is exact: SFT data has one format whatever the teacher's style.
 
+Set rows (several targets, or none: schemas/rows.py `targets`) go the same way,
+scored by schemas.sets: a sample passes when it names exactly the target images
+(none for an empty set) and its set IoU reaches `min_iou`; its reasoning is
+re-rendered with the ground-truth set (schemas.set_answers).
+
 Version id inputs (config): mode, teacher model, teacher profile, sampling,
 samples, hint, min_iou, keep_per_task, answer profile, template ids and
 hashes, shard, scoring version. Not the endpoint URL: the same model served
@@ -154,6 +159,28 @@ def student_prompt(task: dict, profile) -> str:
     return task["question"] + profile.prompt_suffix(len(task["images"]))
 
 
+def render_answer_of(task: dict, profile) -> str:
+    """The ground truth as `profile` writes it: one box, or a set row's whole set."""
+    if task.get("targets") is not None:
+        from schemas.set_answers import render_set_answer
+
+        return render_set_answer(profile, [(t["image"], t["box"]) for t in task["targets"]], image_sizes(task))
+    return profile.render_answer(task["target_image"], task["target_box"], image_sizes(task))
+
+
+def render_row(task: dict, profile, reasoning: str, image) -> str:
+    """The training completion: the reasoning and the ground truth (on `image`, for one box)."""
+    if task.get("targets") is not None:
+        from schemas.set_answers import render_set
+
+        return render_set(profile, reasoning, [(t["image"], t["box"]) for t in task["targets"]], image_sizes(task))
+    return profile.render(reasoning, image, task["target_box"], image_sizes(task))
+
+
+def is_grounding(task: dict) -> bool:
+    return task.get("targets") is not None or (task["target_box"] is not None and task["target_image"] is not None)
+
+
 def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile,
                      budget=None) -> list[dict]:
     """One user turn: the images in order (lazy `image_ref` parts, sized by `budget`), then the
@@ -162,7 +189,7 @@ def teacher_messages(task: dict, template: Template, hint: Template | None, teac
 
     hint_text = ""
     if hint is not None:
-        answer = teacher_profile.render_answer(task["target_image"], task["target_box"], image_sizes(task))
+        answer = render_answer_of(task, teacher_profile)
         hint_text = "\n\n" + hint.text.format(answer=answer)
     text = template.text.format(n_images=len(task["images"]), question=task["question"],
                                 answer_format=teacher_profile.answer_hint(), hint=hint_text)
@@ -172,7 +199,7 @@ def teacher_messages(task: dict, template: Template, hint: Template | None, teac
 
 def classify(sample, task: dict, teacher_profile, min_iou: float):
     """(reject reason or None, detail, Scores or None) of one teacher sample."""
-    from schemas.scoring import score_completion
+    from schemas.sets import score_row
 
     if sample.finish_reason == "length":
         return "truncated", f"finish_reason length after {sample.completion_tokens} tokens", None
@@ -180,8 +207,7 @@ def classify(sample, task: dict, teacher_profile, min_iou: float):
         return "refusal", (sample.refusal or sample.finish_reason)[:200], None
     if not sample.text.strip():
         return "empty", f"finish_reason {sample.finish_reason}", None
-    scores = score_completion(sample.text, task["target_image"], task["equivalent_images"], task["target_box"],
-                              image_sizes(task), teacher_profile)
+    scores = score_row(sample.text, task, image_sizes(task), teacher_profile)
     if scores.reason and scores.reason.startswith("unverifiable"):
         return "unverifiable", scores.reason, scores
     if not scores.format_ok:
@@ -189,10 +215,18 @@ def classify(sample, task: dict, teacher_profile, min_iou: float):
             return "refusal", sample.text[:200], scores
         return "unparsable", scores.reason, scores
     if not scores.image_correct:
-        return "wrong_image", f"named image {scores.parsed.image + 1}, target {task['target_image'] + 1}", scores
+        return "wrong_image", _image_detail(task, scores), scores
     if scores.iou < min_iou:
         return "low_iou", f"iou {scores.iou:.3f} < {min_iou}", scores
     return None, "", scores
+
+
+def _image_detail(task: dict, scores) -> str:
+    if task.get("targets") is None:
+        return f"named image {scores.parsed.image + 1}, target {task['target_image'] + 1}"
+    named = sorted({i + 1 for i, _ in scores.parsed.pairs})
+    wanted = sorted({t["image"] + 1 for t in task["targets"]})
+    return f"named images {named or 'none'}, target images {wanted or 'none'}"
 
 
 def reject(task: dict, reason: str, detail: str, sample=None, **extra) -> dict:
@@ -210,8 +244,9 @@ def cot_row(task: dict, profile, reasoning: str, image: int, scores, generator: 
     return {
         **task, "task_id": task["id"], "id": f"{task['id']}#{sample_index}",
         "prompt": student_prompt(task, profile),
-        "completion": profile.render(reasoning, image, task["target_box"], image_sizes(task)),
-        "reasoning": reasoning, "profile": profile.name, "pred_image": parsed.image, "pred_box": parsed.box,
+        "completion": render_row(task, profile, reasoning, image),
+        "reasoning": reasoning, "profile": profile.name, "pred_image": getattr(parsed, "image", None),
+        "pred_box": getattr(parsed, "box", None),
         "format_ok": scores.format_ok, "image_correct": scores.image_correct, "iou": scores.iou,
         "sample_index": sample_index, **generator,
     }
@@ -232,8 +267,8 @@ def gate(task: dict, samples: list, cfg: CotConfig, teacher_profile, profile, ge
             rejects.append(reject(task, "over_keep_limit", f"rank {rank + 1} of {len(passed)} passing", s))
             continue
         try:
-            rows.append(cot_row(task, profile, scores.parsed.think.strip(), scores.parsed.image, scores,
-                                generator, s.index))
+            rows.append(cot_row(task, profile, scores.parsed.think.strip(), getattr(scores.parsed, "image", None),
+                                scores, generator, s.index))
         except ValueError as e:  # reasoning the answer profile cannot hold
             rejects.append(reject(task, "unparsable", str(e), s))
     rows.sort(key=lambda r: r["sample_index"])
@@ -292,7 +327,7 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
                             image_loader=store.read_image)
     grounding, rejects = [], []
     for t in tasks:
-        if t["target_box"] is not None and t["target_image"] is not None:
+        if is_grounding(t):
             grounding.append(t)
         else:
             rejects.append(reject(t, "not_grounding", "no box target to verify"))

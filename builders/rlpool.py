@@ -126,12 +126,12 @@ def _reject(task_id: str, reason: str, detail: str = "", record: dict | None = N
 
 def score_samples(task: dict, texts: list[str], profile, min_iou: float) -> list[dict]:
     """One record per sample: sample_index, format_ok, image_correct, iou (strict, 0-1), passed, scores."""
-    from schemas.scoring import score_completion
+    from schemas.sets import score_row
 
     sizes = [(i["width"], i["height"]) for i in task["images"]]
     out = []
     for j, text in enumerate(texts):
-        s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
+        s = score_row(text, task, sizes, profile)  # a set row: named image set exact, set IoU (schemas.sets)
         out.append({"task_id": task["id"], "sample_index": j, "format_ok": s.format_ok,
                     "image_correct": bool(s.image_correct), "iou": float(s.iou or 0.0),
                     "passed": bool(s.image_correct) and (s.iou or 0.0) >= min_iou, "scores": s})
@@ -183,15 +183,16 @@ def _sft_row(task: dict, sample: dict, backend, config: RLPoolConfig) -> dict:
     As `build cot` does with a teacher's: the sample's reasoning, re-rendered with the
     ground-truth box on the image it named, so the label is exact and, stored canonically
     (reasoning + image + box), renders in any trainer's frame (training.data)."""
+    from builders.cot import render_row
     from builders.generation import prompt_text
 
     s = sample["scores"]
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
-    completion = backend.profile.render((s.parsed.think or "").strip(), s.parsed.image, task["target_box"], sizes)
+    image = getattr(s.parsed, "image", None)
+    completion = render_row(task, backend.profile, (s.parsed.think or "").strip(), image)
     return {**task, "task_id": task["id"], "id": f"{task['id']}#{sample['sample_index']}",
             "prompt": prompt_text(task, backend.profile), "completion": completion,
             "reasoning": (s.parsed.think or "").strip(),
-            "profile": backend.profile.name, "pred_image": s.parsed.image, "pred_box": s.parsed.box,
+            "profile": backend.profile.name, "pred_image": image, "pred_box": getattr(s.parsed, "box", None),
             "format_ok": s.format_ok, "image_correct": s.image_correct, "iou": s.iou,
             "generator_model": backend.model_name, "generator_kind": backend.kind,
             "sampling": json.dumps({**config.sampling(), "seed": config.seed}, sort_keys=True),
@@ -213,7 +214,9 @@ class _Run:
     def chunk(self, batch: pa.RecordBatch) -> None:
         table = pa.Table.from_batches([batch]).select([f.name for f in rows.TASK_FIELDS])
         tasks = table.to_pylist()
-        grounding = [i for i, t in enumerate(tasks) if t["target_box"] is not None and t["target_image"] is not None]
+        from builders.cot import is_grounding
+
+        grounding = [i for i, t in enumerate(tasks) if is_grounding(t)]
         for i in sorted(set(range(len(tasks))) - set(grounding)):
             self.rejects.append(_reject(tasks[i]["id"], "no_box_target", "multiple choice: no box to score"))
         texts = self.backend.generate([tasks[i] for i in grounding], self.config.k, self.config.sampling(),

@@ -169,7 +169,11 @@ def format_score(scores: Scores) -> float:
 
 
 def image_score(scores: Scores) -> float | None:
-    """1.0 for the target (or an equivalent) image, 0.0 otherwise, None if unverifiable."""
+    """1.0 for the target (or an equivalent) image, 0.0 otherwise, None if unverifiable.
+    A set row's (schemas.sets.SetScores): the Jaccard of the named and the target image sets."""
+    fraction = getattr(scores, "image_fraction", None)
+    if fraction is not None:
+        return fraction
     if scores.image_correct is None:
         return None
     return 1.0 if scores.image_correct else 0.0

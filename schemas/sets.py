@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from schemas.boxes import clip01, iou
 
 THRESHOLDS = (0.3, 0.5, 0.7)
+# Default weights of the set rewards by name (training.rewards); the default reward list
+# stays format/image/iou, which read set rows through the same scores.
+SET_REWARD_WEIGHTS = {"set_iou": 1.0, "image_set": 0.3, "no_target": 0.3}
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,90 @@ def score_sets(pred, target, thresholds=THRESHOLDS) -> SetScore:
         precision[t], recall[t] = p, r
         f1[t] = 2 * p * r / (p + r) if p + r else 0.0
     return SetScore(set_iou, pairs, n_p, n_t, wrong, precision, recall, f1)
+
+
+# ---- completions of set rows ----------------------------------------------------
+@dataclass(slots=True)
+class SetScores:
+    """The verdict on one completion of a set row, shaped like schemas.scoring.Scores so that
+    rewards, the cot verifier, rl-pool and eval read either. `image_correct`: the images named
+    are exactly the target's; `iou`: the set IoU; `image_fraction`: the Jaccard of the named and
+    the target image sets (1 when both are empty); `none_correct`: "none" said exactly when the
+    target is empty. `reason`: a parse error, `said_none` (there is a target), `boxes_for_none`
+    (there is none), `wrong_image` (a box on an image holding no target), or None."""
+
+    format_ok: bool
+    image_correct: bool | None
+    iou: float | None
+    image_fraction: float | None
+    none_correct: bool | None
+    parsed: object  # schemas.set_answers.ParsedSet
+    reason: str | None
+    score: SetScore | None = None
+    image_from: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        return self.reason or "ok"
+
+
+def _set_unverifiable(targets, n_images: int) -> str | None:
+    from schemas.boxes import box_problem
+
+    for image, box in targets:
+        if not 0 <= image < n_images:
+            return "unverifiable:no_target_image"
+        if problem := box_problem(box):
+            return f"unverifiable:target_box_{problem}"
+    return None
+
+
+def judge_set(parsed, targets, n_images: int) -> SetScores:
+    """SetScores of a parsed set answer against target pairs."""
+    targets = [(int(i), list(b)) for i, b in targets]
+    ok = parsed.error is None
+    why = _set_unverifiable(targets, n_images)
+    if why:
+        return SetScores(ok, None, None, None, None, parsed, why)
+    if not ok:
+        return SetScores(False, False, 0.0, 0.0, False, parsed, parsed.error)
+    s = score_sets(parsed.pairs, targets)
+    named, wanted = {i for i, _ in parsed.pairs}, {i for i, _ in targets}
+    fraction = len(named & wanted) / len(named | wanted) if named | wanted else 1.0
+    none_correct = (not parsed.pairs) == (not targets)
+    reason = ("said_none" if targets and not parsed.pairs else "boxes_for_none" if parsed.pairs and not targets
+              else "wrong_image" if s.wrong_image else None)
+    return SetScores(True, named == wanted, s.set_iou, fraction, none_correct, parsed, reason, s)
+
+
+def score_set_completion(completion: str, targets, image_sizes, profile) -> SetScores:
+    """Strict parse (the think/answer envelope) and set scores: what rewards and the cot verifier read."""
+    from schemas.set_answers import parse_set
+
+    return judge_set(parse_set(profile, completion, image_sizes), targets, len(image_sizes))
+
+
+def score_set_grounding(completion: str, targets, image_sizes, profile) -> SetScores:
+    """Eval's strict figure for a set row: the envelope optional (as schemas.scoring.score_grounding)."""
+    from schemas.scoring import split_optional_envelope
+    from schemas.set_answers import ParsedSet, parse_set_answer
+
+    think, answer, error = split_optional_envelope(completion)
+    parsed = ParsedSet(None, error) if error else parse_set_answer(profile, answer, image_sizes)
+    parsed.think, parsed.answer = think, answer
+    return judge_set(parsed, targets, len(image_sizes))
+
+
+def score_row(completion: str, row: dict, image_sizes, profile):
+    """Scores (a single-target row, schemas.scoring.score_completion, unchanged) or SetScores (a set row).
+
+    `row` holds the target columns: target_image, equivalent_images, target_box, and targets
+    (the schemas.rows column: [{"image", "box"}], or None)."""
+    targets = row.get("targets")
+    if targets is not None:
+        pairs = [(t["image"], t["box"]) for t in targets]
+        return score_set_completion(completion, pairs, image_sizes, profile)
+    from schemas.scoring import score_completion
+
+    return score_completion(completion, row.get("target_image"), row.get("equivalent_images"),
+                            row.get("target_box"), image_sizes, profile)

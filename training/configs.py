@@ -17,7 +17,8 @@ from trl import GRPOConfig, ModelConfig, SFTConfig
 
 from schemas.errors import UserError
 
-REWARD_NAMES = ("format", "image", "iou")
+REWARD_NAMES = ("format", "image", "iou")  # the default list
+SET_REWARD_NAMES = ("set_iou", "image_set", "no_target")  # by name only (training.rewards, target sets)
 # Attention projections exist only in the language model of Qwen-VL models (the
 # vision blocks use `qkv`/`proj`), so these targets leave the vision tower alone.
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -167,8 +168,8 @@ class GRPORunConfig(RunDefaults, GRPOConfig):
     """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
 
     reward_funcs: list[str] = option_factory(lambda: list(REWARD_NAMES),
-        f"Reward functions by name, from {', '.join(REWARD_NAMES)}; weights in reward_weights (default: "
-        "schemas.scoring.DEFAULT_REWARD_WEIGHTS).")
+        f"Reward functions by name, from {', '.join(REWARD_NAMES + SET_REWARD_NAMES)}; weights in reward_weights "
+        "(default: schemas.scoring.DEFAULT_REWARD_WEIGHTS, schemas.sets.SET_REWARD_WEIGHTS).")
     max_prompt_length: int | None = option(None,
         "Prompt tokens (visual ones included) a row may take; longer rows are refused or dropped (on_overflow), never "
         "truncated.")
@@ -182,13 +183,16 @@ class GRPORunConfig(RunDefaults, GRPOConfig):
         _resolve_precision_and_checkpointing(self)
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [r.strip() for r in self.reward_funcs.split(",") if r.strip()]
-        unknown = [r for r in self.reward_funcs if r not in REWARD_NAMES]
+        unknown = [r for r in self.reward_funcs if r not in REWARD_NAMES + SET_REWARD_NAMES]
         if unknown or not self.reward_funcs:
-            raise ValueError(f"reward_funcs {unknown or '[]'}: choose from {', '.join(REWARD_NAMES)}")
+            raise ValueError(f"reward_funcs {unknown or '[]'}: choose from "
+                             f"{', '.join(REWARD_NAMES + SET_REWARD_NAMES)}")
         if self.reward_weights is None:
             from schemas.scoring import DEFAULT_REWARD_WEIGHTS
+            from schemas.sets import SET_REWARD_WEIGHTS
 
-            self.reward_weights = [DEFAULT_REWARD_WEIGHTS[name] for name in self.reward_funcs]
+            weights = {**DEFAULT_REWARD_WEIGHTS, **SET_REWARD_WEIGHTS}
+            self.reward_weights = [weights[name] for name in self.reward_funcs]
         if len(self.reward_weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values "
                              f"for {len(self.reward_funcs)} reward_funcs")

@@ -9,7 +9,8 @@ the answer only.
 Columns out (GRPO): `id`, `prompt`, `images`, and the target columns the
 rewards read: `target_image` (0-based), `equivalent_images`, `target_box`
 (normalised 0-1 xyxy on the target image), `image_sizes` (ORIGINAL
-(width, height) per image), `task_type`, `pass_rate` (rl-pool, else None).
+(width, height) per image), `task_type`, `pass_rate` (rl-pool, else None), and
+`targets` (a set row's [{"image", "box"}], else None: schemas/rows.py).
 
 Before a trainer sees a row, `preflight` counts its tokens as the collator
 will (chat template + visual tokens from the processor's own resize rule)
@@ -145,8 +146,17 @@ def _image_sizes(row: dict) -> list[list[int]]:
     return [[i["width"], i["height"]] for i in row["images"]]
 
 
+def _set_pairs(row: dict) -> list:
+    return [(t["image"], t["box"]) for t in row["targets"]]
+
+
 def render_target(row: dict, profile, reasoning: str = "") -> str:
-    """A tasks row's answer as the profile writes it (empty reasoning): SFT without a cot version."""
+    """A tasks row's answer as the profile writes it (empty reasoning): SFT without a cot version.
+    A set row's answer is its whole set (schemas.set_answers), "none" for an empty one."""
+    if row.get("targets") is not None:
+        from schemas.set_answers import render_set
+
+        return render_set(profile, reasoning, _set_pairs(row), _image_sizes(row))
     return profile.render(reasoning, row["target_image"], row["target_box"], _image_sizes(row))
 
 
@@ -190,13 +200,14 @@ def sft_record(row: dict, store, profile, kind: str, cot_box: str = "annotation"
     if why:
         return None, why
     if kind == "cot":
-        if not row.get("completion") or row.get("pred_image") is None or row.get("target_box") is None:
+        single = row.get("pred_image") is not None and row.get("target_box") is not None
+        if not row.get("completion") or not (single or row.get("targets") is not None):
             return None, "no_completion"
         try:
             text = cot_target(row, profile, cot_box)
         except ValueError:
             return None, "unrenderable_target"
-    elif row.get("target_box") is None or row.get("target_image") is None:
+    elif (row.get("target_box") is None or row.get("target_image") is None) and row.get("targets") is None:
         return None, "no_box_target"  # multiple choice: nothing for a grounding profile to render
     else:
         try:
@@ -210,11 +221,15 @@ def grpo_record(row: dict, store, profile) -> tuple[dict | None, str | None]:
     base, why = _row_base(row, store, profile)
     if why:
         return None, why
+    if row.get("targets") is not None:  # a target set: the rewards score it with schemas.sets
+        return {**base, "target_image": None, "equivalent_images": [], "target_box": None,
+                "image_sizes": _image_sizes(row), "task_type": row["task_type"], "pass_rate": row.get("pass_rate"),
+                "targets": [{"image": t["image"], "box": list(t["box"])} for t in row["targets"]]}, None
     if row.get("target_box") is None or row.get("target_image") is None:
         return None, "no_box_target"  # every reward would be None: no signal
     return {**base, "target_image": row["target_image"], "equivalent_images": list(row.get("equivalent_images") or []),
             "target_box": list(row["target_box"]), "image_sizes": _image_sizes(row),
-            "task_type": row["task_type"], "pass_rate": row.get("pass_rate")}, None
+            "task_type": row["task_type"], "pass_rate": row.get("pass_rate"), "targets": None}, None
 
 
 def _collect(rows, make, info: DataInfo) -> list[dict]:

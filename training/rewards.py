@@ -14,6 +14,15 @@ mean instead of reading a false 0.
 - `iou_reward`: IoU with the target box on the target image, 0 on a wrong
   image (MIRG-RL's object-level reward).
 
+Set rows (a `targets` column that is not None: several targets, or none; schemas/rows.py)
+are scored by schemas.sets: `format` is their strict set parse, `image` the Jaccard of
+the named and the target image sets, `iou` the set IoU (Hungarian matching on the same
+image). By name, for set data:
+- `set_iou_reward`: the set IoU (a single row: its IoU);
+- `image_set_reward`: the image-set Jaccard (a single row: the image score);
+- `no_target_reward`: 1 when "none" is said exactly where the target is in no image
+  (a single row: 1 for a parsed box, since the target is there).
+
 TRL logs each function's mean and std under `rewards/<name>/...`, so every
 component is visible on its own; weights are `reward_weights`.
 """
@@ -22,6 +31,7 @@ from __future__ import annotations
 from functools import partial
 
 from schemas.scoring import format_score, image_score, iou_score, score_completion
+from schemas.sets import score_set_completion
 
 
 def completion_text(completion) -> str:
@@ -35,10 +45,13 @@ def completion_text(completion) -> str:
 
 
 def _scores(completions, profile, columns: dict):
-    """One Scores per completion; the target columns arrive one value per completion."""
-    targets = zip(columns["target_image"], columns["equivalent_images"], columns["target_box"], columns["image_sizes"])
-    return [score_completion(completion_text(c), t, e, b, s, profile)
-            for c, (t, e, b, s) in zip(completions, targets, strict=True)]
+    """One Scores (SetScores for a set row) per completion; the target columns arrive one value per completion."""
+    sets = columns.get("targets") or [None] * len(completions)
+    targets = zip(columns["target_image"], columns["equivalent_images"], columns["target_box"], columns["image_sizes"],
+                  sets, strict=True)
+    return [score_completion(completion_text(c), t, e, b, s, profile) if pairs is None
+            else score_set_completion(completion_text(c), [(p["image"], p["box"]) for p in pairs], s, profile)
+            for c, (t, e, b, s, pairs) in zip(completions, targets, strict=True)]
 
 
 def format_reward(completions, profile, **columns) -> list[float]:
@@ -56,7 +69,30 @@ def iou_reward(completions, profile, **columns) -> list[float | None]:
     return [iou_score(s) for s in _scores(completions, profile, columns)]
 
 
+def set_iou_reward(completions, profile, **columns) -> list[float | None]:
+    """The set IoU of a set row (a single row: its IoU); None when the row cannot be verified."""
+    return [iou_score(s) for s in _scores(completions, profile, columns)]
+
+
+def image_set_reward(completions, profile, **columns) -> list[float | None]:
+    """The Jaccard of the named and the target image sets (a single row: the image score)."""
+    return [image_score(s) for s in _scores(completions, profile, columns)]
+
+
+def no_target_reward(completions, profile, **columns) -> list[float | None]:
+    """1.0 when "none" is said exactly where the target is in no image, else 0.0 (a single row:
+    1.0 for a parsed box); None when the row cannot be verified."""
+    out = []
+    for s in _scores(completions, profile, columns):
+        if isinstance(s.reason, str) and s.reason.startswith("unverifiable"):
+            out.append(None)
+        else:
+            out.append(float(bool(getattr(s, "none_correct", s.format_ok))))
+    return out
+
+
 REWARDS = {"format": format_reward, "image": image_reward, "iou": iou_reward}
+REWARDS.update(set_iou=set_iou_reward, image_set=image_set_reward, no_target=no_target_reward)  # target sets
 
 
 def make_reward_funcs(names: list[str], profile) -> list:
