@@ -16,6 +16,12 @@ source may):
                          of the target image whose box overlaps the target box most
     meta["change"]       optional, diff tasks: removed | added | recoloured
 A row without `objects` for every image is rejected as `no_annotations`.
+
+Set rows (several targets, or none: schemas/rows.py `targets`) take their words from
+`builders/prompts/annotations_sets_v1.txt` (`[several]`, `[none]`): each image
+described, then where each target is, or that no image holds it. Their target's
+name is `meta["target_object"]`, else the best-overlapping object of a target's
+image, else "target object".
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from schemas.boxes import box_problem, clip01, iou
 from schemas.profiles import ordinal
 
 TEMPLATE_ID = "annotations_v2"
+SETS_TEMPLATE_ID = "annotations_sets_v1"
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
@@ -86,18 +93,49 @@ def annotations(task: dict) -> tuple[list[list[dict]] | None, dict]:
     return objects, meta
 
 
+def best_object(objects: list[dict], target_box) -> tuple[dict | None, float]:
+    """The object whose box overlaps `target_box` most, and that IoU."""
+    best, best_iou = None, 0.0
+    for o in objects:
+        box = o.get("box")
+        if box_problem(box) not in ("not_four_numbers", "nan"):  # four finite numbers (strings are no box)
+            overlap = iou(clip01(box), clip01(target_box))
+            if overlap > best_iou:
+                best, best_iou = o, overlap
+    return best, best_iou
+
+
 def target_name(task: dict, objects: list[list[dict]], meta: dict) -> str:
     """The target's name: meta["target_object"], else the best-overlapping object of the target image."""
     if isinstance(meta.get("target_object"), dict):
         return describe(meta["target_object"])
-    best, best_iou = None, 0.0
-    for o in objects[task["target_image"]]:
-        box = o.get("box")
-        if box_problem(box) not in ("not_four_numbers", "nan"):  # four finite numbers (strings are no box)
-            overlap = iou(clip01(box), clip01(task["target_box"]))
-            if overlap > best_iou:
-                best, best_iou = o, overlap
+    best, best_iou = best_object(objects[task["target_image"]], task["target_box"])
     return describe(best) if best is not None and best_iou >= 0.5 else "marked object"
+
+
+def _images_text(objects: list[list[dict]], sections: dict[str, str]) -> str:
+    return " ".join(sections["image" if image else "empty_image"].format(n=i + 1, objects=listing(image) if image
+                                                                           else "") for i, image in enumerate(objects))
+
+
+def set_reasoning_for(task: dict, sections: dict[str, str]) -> str | None:
+    """The reasoning text for a set row (annotations_sets_v1), or None when it has no annotations."""
+    objects, meta = annotations(task)
+    if objects is None:
+        return None
+    pairs = sorted((t["image"], list(t["box"])) for t in task["targets"])
+    name = describe(meta["target_object"]) if isinstance(meta.get("target_object"), dict) else None
+    for i, box in pairs if name is None else ():
+        best, overlap = best_object(objects[i], box)
+        if best is not None and overlap >= 0.5:
+            name = describe(best)
+            break
+    values = {"images": _images_text(objects, sections), "target": name or "target object"}
+    if not pairs:
+        return sections["none"].format(**values)
+    places = [f"the {ordinal(i)} image at the {position(box)}" for i, box in pairs]
+    places = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
+    return sections["several"].format(count=len(pairs), places=places, **values)
 
 
 def reasoning_for(task: dict, sections: dict[str, str]) -> str | None:

@@ -361,33 +361,40 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
 
 def build_annotations(tasks: list[dict], cfg: CotConfig):
     """(rows, rejects, extra manifest, config) of annotation-built trajectories."""
-    from builders.annotations import TEMPLATE_ID, parse_sections, reasoning_for
+    from builders.annotations import (
+        SETS_TEMPLATE_ID, TEMPLATE_ID, parse_sections, reasoning_for, set_reasoning_for,
+    )
     from schemas.profiles import profile_with_budget
-    from schemas.scoring import score_completion
+    from schemas.sets import score_row
 
     profile, template = profile_with_budget(cfg.profile, cfg.budget), load_template(TEMPLATE_ID)
     sections = parse_sections(template.text)
+    has_sets = any(t.get("targets") is not None for t in tasks)
+    sets_template = load_template(SETS_TEMPLATE_ID) if has_sets else None
+    set_sections = parse_sections(sets_template.text) if has_sets else {}
     generator = {"generator_model": "annotations", "generator_kind": "annotations", "sampling": "{}",
                  "template_id": template.id}
     rows, rejects = [], []
     for task in tasks:
-        if task["target_box"] is None or task["target_image"] is None:
+        if not is_grounding(task):
             rejects.append(reject(task, "not_grounding", "no box target to describe"))
             continue
-        reasoning = reasoning_for(task, sections)
+        several = task.get("targets") is not None
+        reasoning = set_reasoning_for(task, set_sections) if several else reasoning_for(task, sections)
         if reasoning is None:
             rejects.append(reject(task, "no_annotations", "meta.objects does not describe every image"))
             continue
-        completion = profile.render(reasoning, task["target_image"], task["target_box"], image_sizes(task))
+        completion = render_row(task, profile, reasoning, task["target_image"])
         # Verified like a teacher's: what the profile renders must parse back to the target.
-        scores = score_completion(completion, task["target_image"], task["equivalent_images"], task["target_box"],
-                                  image_sizes(task), profile)
+        scores = score_row(completion, task, image_sizes(task), profile)
         if not scores.format_ok or not scores.image_correct or scores.iou < cfg.min_iou:
             rejects.append(reject(task, scores.reason or "low_iou", f"rendered answer scores iou {scores.iou}"))
             continue
-        rows.append(cot_row(task, profile, reasoning, task["target_image"], scores, generator, 0))
-    extra = {"generator": {"kind": "annotations", "templates": {"annotations": template.record()}}}
-    config = {"templates": {"annotations": template.record()}}
+        gen = {**generator, "template_id": sets_template.id} if several else generator
+        rows.append(cot_row(task, profile, reasoning, task["target_image"], scores, gen, 0))
+    templates = {"annotations": template.record(), **({"annotations_sets": sets_template.record()} if has_sets else {})}
+    extra = {"generator": {"kind": "annotations", "templates": templates}}
+    config = {"templates": templates}
     return rows, rejects, extra, config
 
 

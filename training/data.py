@@ -168,7 +168,10 @@ def cot_target(row: dict, profile, box: str = "annotation") -> str:
     teacher's own box, which passed the verifier's IoU gate (distillation of the teacher's
     answers, looseness included). The store keeps both canonically (normalised, with the image
     index and the reasoning), so one cot version serves any budget; the `completion` column is
-    the rendering at the budget it was built with, kept for reading."""
+    the rendering at the budget it was built with, kept for reading. A set row's answer is its
+    ground-truth set whatever `box` says: no teacher set is stored."""
+    if row.get("targets") is not None:
+        return render_target(row, profile, row.get("reasoning") or "")
     chosen = row.get("pred_box") if box == "teacher" else row["target_box"]
     if chosen is None:
         raise ValueError("no teacher box")

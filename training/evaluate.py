@@ -27,6 +27,15 @@ Metrics are fractions in 0-1 (IoUs are plain area IoU on 0-1 coordinates):
   equivalent one, was named or fixed by the question); mc_acc and format_rate
   (a letter was found) for multiple-choice tasks; mean_reward (the GRPO reward
   at default weights, schemas.scoring.combined_score).
+Set rows (several targets, or none; schemas/rows.py `targets`) are scored by
+schemas.sets.score_set_grounding (the profile's set parse, `<think>` optional) and
+leave the single-box columns (official/strict IoU) empty; per task type they
+give set_miou (mean set IoU), set_precision@0.5, set_recall@0.5, set_f1@0.5
+(means over the rows), none_acc (of the rows whose target is in no image, the
+share answered "none"), wrong_images (predicted boxes on an image without a
+target, summed) and set_rows; format_rate, image_acc (the named images are
+exactly the target's) and mean_reward pool both kinds. A task type without set
+rows has none of these keys, so single-target numbers are what they were.
 "outcomes" counts the strict parse outcomes per task type (ok, each parse
 error, wrong_image, unverifiable:...), printed beside the metrics so that a
 zero reads as what it is. A report names the official scorer and its version,
@@ -49,7 +58,9 @@ from schemas.errors import UserError
 
 METRIC_ORDER = ("official_acc@0.3", "official_acc@0.5", "official_acc@0.7", "official_miou",
                 "strict_acc@0.3", "strict_acc@0.5", "strict_acc@0.7", "strict_miou",
-                "format_rate", "image_acc", "mc_acc", "mean_reward")
+                "format_rate", "image_acc", "mc_acc", "mean_reward",
+                "set_miou", "set_precision@0.5", "set_recall@0.5", "set_f1@0.5", "none_acc")
+SET_COUNTS = ("set_rows", "wrong_images")  # counts, not fractions: in the tables, never in a chart
 HEADLINE = ("official_acc@0.5", "strict_acc@0.5", "official_miou", "format_rate", "image_acc", "mc_acc")
 SCORE_CHUNK = 2048  # rows scored at a time: memory stays bounded on large splits
 SHOW_IDS = 20  # ids listed in the metrics for missing / unknown predictions
@@ -138,6 +149,8 @@ def score_prediction(task: dict, completion: str | None, profile, model: str, of
         letter = extract_choice(text, len(task["choices"]))
         rec.update(pred_choice=letter, format_ok=letter is not None, correct=letter == task.get("answer"))
         return rec
+    if task.get("targets") is not None:
+        return _score_set(rec, task, text, profile)
     meta = _meta(task)
     truth, frame = official_truth(task, meta)
     problem = _frame_problem(task, meta, official)
@@ -157,6 +170,28 @@ def score_prediction(task: dict, completion: str | None, profile, model: str, of
     rec.update(pred_image=s.parsed.image, pred_box=s.parsed.box, format_ok=s.format_ok,
                image_correct=s.image_correct, iou=s.iou, outcome=s.outcome,
                reward=combined_score(score_completion(text, *target)), official_iou=official_iou)
+    return rec
+
+
+def _score_set(rec: dict, task: dict, text: str, profile) -> dict:
+    """A set row's PREDICTIONS record (schemas.sets): eval's figure, and the reward's strict parse."""
+    from schemas.rows import target_records
+    from schemas.scoring import combined_score
+    from schemas.sets import score_set_completion, score_set_grounding
+
+    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    pairs = [(t["image"], t["box"]) for t in task["targets"]]
+    s = score_set_grounding(text, pairs, sizes, profile)
+    rec.update(format_ok=s.format_ok, image_correct=s.image_correct, outcome=s.outcome,
+               reward=combined_score(score_set_completion(text, pairs, sizes, profile)),
+               pred_targets=target_records(s.parsed.pairs))
+    if not (s.reason or "").startswith("unverifiable"):
+        score = s.score  # None when the answer did not parse: every set figure is 0
+        rec.update(set_iou=s.iou, set_precision=score.precision[0.5] if score else 0.0,
+                   set_recall=score.recall[0.5] if score else 0.0, set_f1=score.f1[0.5] if score else 0.0,
+                   wrong_images=score.wrong_image if score else 0)
+        if not pairs:
+            rec["none_correct"] = bool(s.none_correct)
     return rec
 
 
@@ -213,24 +248,46 @@ def _rate_metrics(df) -> dict[str, dict]:
     return by_task
 
 
+def _set_metrics(df) -> dict[str, dict]:
+    """set_miou, set P/R/F1@0.5, none_acc, wrong_images, set_rows per task type with set rows (+ "overall")."""
+    import polars as pl
+
+    if "set_iou" not in df.columns:
+        return {}
+    kept = df.filter(pl.col("set_iou").is_not_null())
+    if not kept.height:
+        return {}
+    exprs = [pl.len().alias("set_rows"), pl.col("set_iou").cast(pl.Float64).mean().alias("set_miou"),
+             *(pl.col(f"set_{k}").cast(pl.Float64).mean().alias(f"set_{k}@0.5") for k in ("precision", "recall", "f1")),
+             pl.col("none_correct").cast(pl.Float64).mean().alias("none_acc"),
+             pl.col("wrong_images").sum().alias("wrong_images")]
+    by_task = {r.pop("task_type"): r for r in kept.group_by("task_type", maintain_order=True).agg(exprs).to_dicts()}
+    by_task["overall"] = kept.select(exprs).to_dicts()[0]
+    return by_task
+
+
 def compute_metrics(pred) -> dict:
     """{"by_task", "macro", "overall"} from a PREDICTIONS table (see the module docstring)."""
     import polars as pl
 
     cols = ["task_type", "format_ok", "image_correct", "iou", "official_iou", "correct", "outcome", "reward"]
+    cols += [c for c in ("set_iou", "set_precision", "set_recall", "set_f1", "wrong_images", "none_correct")
+             if c in pred.schema.names]
     df = pl.from_arrow(pred.select(cols)).with_columns(pl.col("task_type").fill_null("unknown"))
     merged: dict[str, dict] = {}
-    for part in (_rate_metrics(df), _iou_metrics(df, "official_iou", "official"), _iou_metrics(df, "iou", "strict")):
+    for part in (_rate_metrics(df), _iou_metrics(df, "official_iou", "official"), _iou_metrics(df, "iou", "strict"),
+                 _set_metrics(df)):
         for task, values in part.items():
             merged.setdefault(task, {}).update({k: v for k, v in values.items() if v is not None})
     overall = merged.pop("overall", {})
     macro = merged.pop("macro", {})
-    for key in ("format_rate", "image_acc", "mc_acc", "mean_reward"):  # official_metrics gave the IoU ones
+    for key in ("format_rate", "image_acc", "mc_acc", "mean_reward",  # official_metrics gave the IoU ones
+                "set_miou", "set_precision@0.5", "set_recall@0.5", "set_f1@0.5", "none_acc"):
         values = [m[key] for m in merged.values() if m.get(key) is not None]
         if values:
             macro[key] = sum(values) / len(values)
     def ordered(m: dict) -> dict:
-        return {k: m[k] for k in ("n", *METRIC_ORDER) if k in m}
+        return {k: m[k] for k in ("n", *METRIC_ORDER, *SET_COUNTS) if k in m}
 
     return {"by_task": {t: ordered(m) for t, m in sorted(merged.items())}, "macro": ordered(macro),
             "overall": ordered(overall), "outcomes": outcome_counts(df)}
@@ -347,7 +404,7 @@ def file_sha256(path: str | Path) -> str:
 def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    return str(value) if key == "n" else f"{100 * value:.1f}"
+    return str(value) if key in ("n", *SET_COUNTS) else f"{100 * value:.1f}"
 
 
 def provenance_line(metrics: dict) -> str:
@@ -380,7 +437,7 @@ def metrics_markdown(metrics: dict) -> str:
     """The metrics as one Markdown table (task types, then macro and overall rows, values in %),
     then the strict parse outcomes beside them."""
     rows = {**metrics["by_task"], "macro": metrics["macro"], "overall": metrics["overall"]}
-    keys = ["n"] + [k for k in METRIC_ORDER if any(k in m for m in rows.values())]
+    keys = ["n"] + [k for k in (*METRIC_ORDER, *SET_COUNTS) if any(k in m for m in rows.values())]
     lines = [f"# {metrics['model']} on {metrics['bench']}", "",
              f"Profile `{metrics['profile']}`; predictions `{metrics.get('predictions')}`; values in %. "
              "official: the official script's parser on the whole response, image ignored; "
