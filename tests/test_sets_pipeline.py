@@ -80,17 +80,18 @@ def test_sft_trains_on_single_several_and_no_target_rows(sft):
 
 
 # ---- GRPO: every recorded reward recomputed independently --------------------------------
-ANSWER = re.compile(r"<think>[^<]*</think><answer>([^<]*)</answer>")
+ENVELOPE = re.compile(r"\s*<think>(.*)</think>\s*<answer>(.*)</answer>\s*", re.DOTALL)
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 PAIR = re.compile(r"image (\d+): \((\d+),(\d+)\),\((\d+),(\d+)\)")
 
 
 def independent(text: str, task: dict) -> dict:
     """format, image-set Jaccard, set IoU and no-target of one `short` completion, from scratch."""
     zero = {"format": 0.0, "image": 0.0, "iou": 0.0, "no_target": 0.0}
-    m = ANSWER.fullmatch(text or "")
-    if not m:
+    m = ENVELOPE.fullmatch(text or "")
+    if not m or any(text.count(t) != 1 for t in TAGS):
         return zero
-    body = m.group(1).strip()
+    body = m.group(2).strip()
     if body.lower().rstrip(".") == "none":
         pred = []
     else:
@@ -101,16 +102,18 @@ def independent(text: str, task: dict) -> dict:
         pred = [(int(f.group(1)) - 1, [int(v) / 1000 for v in f.groups()[1:]]) for f in found]
         if any(not 0 <= i < len(task["images"]) for i, _ in pred) or len({(i, tuple(b)) for i, b in pred}) < len(pred):
             return zero
-    target = [(t["image"], t["box"]) for t in task["targets"]] if task["targets"] is not None else \
-        [(task["target_image"], task["target_box"])]
-    best = 0.0
+    single = task["targets"] is None
+    if single and len(pred) != 1:
+        return zero  # a single-target row's answer is one box
+    target = [(task["target_image"], task["target_box"])] if single else [(t["image"], t["box"]) for t in task["targets"]]
     small, large = (pred, target) if len(pred) <= len(target) else (target, pred)
-    for perm in itertools.permutations(range(len(large)), len(small)):
-        total = sum(iou(a[1], large[j][1]) if a[0] == large[j][0] else 0.0 for a, j in zip(small, perm))
-        best = max(best, total)
-    matched = sum(1 for a, j in zip(small, max(itertools.permutations(range(len(large)), len(small)), key=lambda p: sum(
-        iou(a[1], large[k][1]) if a[0] == large[k][0] else 0.0 for a, k in zip(small, p)), default=()))
-        if a[0] == large[j][0] and iou(a[1], large[j][1]) > 0)
+
+    def gains(perm):
+        return [iou(a[1], large[j][1]) if a[0] == large[j][0] else 0.0 for a, j in zip(small, perm)]
+
+    best = max((gains(p) for p in itertools.permutations(range(len(large)), len(small))), key=sum, default=[])
+    matched = sum(1 for g in best if g > 0)
+    best = sum(best)
     union = len(pred) + len(target) - matched
     named, wanted = {i for i, _ in pred}, {i for i, _ in target}
     return {"format": 1.0, "image": len(named & wanted) / len(named | wanted) if named | wanted else 1.0,
@@ -225,9 +228,11 @@ def test_eval_reports_set_metrics_per_task_and_leaves_single_figures_alone(built
                 "set_recall@0.5": (0.5 + 1 + 1 + 0 + 1 + 0) / 6, "set_f1@0.5": (2 / 3 + 0.8 + 1 + 0 + 1 + 0) / 6}
     assert {k: m[k] for k in expected} == pytest.approx(expected)
     assert metrics["outcomes"]["red_square"] == {"ok": 4, "wrong_image": 2, "said_none": 1, "boxes_for_none": 1,
-                                                 "no_answer_tag": 2}
+                                                 "no_box": 2}  # s2, s3: no prediction, an empty answer
     report = (tmp_path / "report" / "metrics.md").read_text()
-    assert "set_f1@0.5" in report and "| wrong_images" not in report and "wrong_images |" in report
+    assert "set_f1@0.5" in report  # the counts print as counts, not as percentages
+    assert any(line.startswith("| red_square | 10 |") and line.endswith("| 6 | 2 |") for line in report.splitlines())
+    assert not (tmp_path / "report" / "wrong_images.png").exists() and (tmp_path / "report" / "set_miou.png").exists()
     pred = {r["id"]: r for r in built.resolve(metrics["predictions"]).table().to_pylist()}
     assert pred["s5"]["pred_targets"][1] == {"image": 1, "box": pytest.approx([0.0, 0.5, 0.5, 1.0])}
     assert pred["s0"]["set_iou"] is None and pred["s8"]["none_correct"] is True
