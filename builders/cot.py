@@ -38,32 +38,15 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
+from builders.templates import Template, load_template
 from schemas.errors import UserError
 
-PROMPTS = Path(__file__).parent / "prompts"
 TEACHER_TEMPLATE, HINT_TEMPLATE = "teacher_v1", "answer_hint_v1"
 MODES, HINTS = ("teacher", "annotations"), ("none", "answer")
 # A refusal without the API's `refusal` field: only checked on text that did not parse.
 _REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|sorry\b|I can(?:'|no)t (?:help|assist|comply)|"
                       r"I (?:am )?(?:unable|not able) to (?:help|assist|comply))", re.IGNORECASE)
-
-
-@dataclass
-class Template:
-    id: str
-    text: str  # comments removed
-    sha256: str  # of the whole file
-
-    def record(self) -> dict:
-        return {"id": self.id, "sha256": self.sha256}
-
-
-def load_template(template_id: str) -> Template:
-    raw = (PROMPTS / f"{template_id}.txt").read_bytes()
-    text = "\n".join(line for line in raw.decode().splitlines() if not line.startswith("# ")).strip()
-    return Template(template_id, text, hashlib.sha256(raw).hexdigest())
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

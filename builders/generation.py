@@ -11,7 +11,7 @@ client's retries gets an empty list and its reason in `backend.failures`
 - `EndpointBackend`: any OpenAI-compatible server (vLLM serving the merged
   policy) through builders.client.EndpointClient: images in order as base64
   data URLs, `n=k` samples per request, seed = `seed + sample index`.
-- `LocalBackend`: a transformers model through training.generate (imported
+- `LocalBackend`: a transformers model through builders.inference (imported
   lazily: builders never import torch at module import), batched and seeded.
 
 Both go through the store's response cache, scoped by the POLICY IDENTITY
@@ -99,17 +99,15 @@ def open_cache(store) -> ResponseCache:
     return ResponseCache(store.root / "cache" / "responses.sqlite")
 
 
-# Multiple-choice benchmarks rendered as their official evaluation renders them:
-# source -> the reader module whose `official_prompt(task)` and `TEMPLATE_ID` say how.
-OFFICIAL_MC = {"blink": "builders.sources.blink", "mmiu": "builders.sources.mmiu"}
-MC_TEMPLATE_ID = "mc:lettered-choices"  # other multiple-choice sources
+MC_TEMPLATE_ID = "mc:lettered-choices"  # multiple-choice sources without an official prompt of their own
 
 
 def _official_mc(task: dict):
-    import importlib
+    # Multiple-choice benchmarks rendered as their official evaluation renders them: the
+    # source's reader module says how (`official_prompt(task)`, `TEMPLATE_ID`).
+    from builders.sources import official_prompt_module
 
-    module = OFFICIAL_MC.get(task.get("source") or "")
-    return importlib.import_module(module) if module else None
+    return official_prompt_module(task.get("source"))
 
 
 def prompt_text(task: dict, profile) -> str:
@@ -219,7 +217,7 @@ class EndpointBackend(Backend):
 
 
 class LocalBackend(Backend):
-    """A local transformers model (training.generate); `batch_size` tasks per generate call."""
+    """A local transformers model (builders.inference); `batch_size` tasks per generate call."""
 
     kind = "local"
 
@@ -237,7 +235,7 @@ class LocalBackend(Backend):
     @property
     def generator(self):
         if self._generator is None:
-            from training.generate import load_generator
+            from builders.inference import load_generator
 
             b = self.budget if self.set_bounds else None
             self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype,

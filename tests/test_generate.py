@@ -80,7 +80,7 @@ def test_an_endpoint_whose_name_names_no_family_is_refused(served):
 
 @pytest.fixture(scope="module")
 def generator(tiny_model):
-    from training.generate import load_generator
+    from builders.inference import load_generator
 
     return load_generator(tiny_model, device="cpu")
 

@@ -73,7 +73,7 @@ def trained_profile(name_or_path: str) -> str | None:
 
 
 def model_record(model, processor, name_or_path: str, model_args) -> dict:
-    from training.models import processor_kind
+    from builders.models import processor_kind
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

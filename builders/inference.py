@@ -1,5 +1,7 @@
 """Local generation with a transformers image-text-to-text model: batched, seeded, CPU or CUDA.
 
+The local backend of builders.generation (rl-pool, eval) runs it.
+
     gen = load_generator("runs/merged", device=None)       # cuda when available, else cpu
     gen.generate(texts, images, k=8, sampling={"temperature": 1.0, "max_tokens": 256}, seed=0)
       -> list[list[str]]: k completions per prompt, special tokens skipped
@@ -105,7 +107,7 @@ def load_generator(path: str | Path, device: str | None = None, dtype: str | Non
     override the processor's resize bounds (the stage's pixel budget; None keeps the folder's)."""
     import torch
 
-    from training.models import load_model_and_processor
+    from builders.models import load_model_and_processor
 
     device = pick_device(device)
     if dtype is None and device.startswith("cuda"):
