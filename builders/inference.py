@@ -61,8 +61,9 @@ class LocalGenerator:
             tok.pad_token = tok.eos_token
 
     def _inputs(self, texts: list[str], images: list[list]):
-        messages = [[{"role": "user", "content": [{"type": "image"} for _ in ims] + [{"type": "text", "text": t}]}]
-                    for t, ims in zip(texts, images)]
+        from builders.student import IMAGE_SLOT, user_message
+
+        messages = [user_message(t, [dict(IMAGE_SLOT) for _ in ims]) for t, ims in zip(texts, images)]
         rendered = [self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
         flat = _open_images([im for ims in images for im in ims])
         inputs = self.processor(text=rendered, images=flat or None, return_tensors="pt", padding=True)

@@ -21,6 +21,16 @@ from pathlib import Path
 from schemas.errors import UserError
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+RUN_FILE = "run.json"  # what made a polyground-trained model (training.lineage writes it)
+
+
+def trained_profile(name_or_path: str | Path) -> str | None:
+    """The answer profile a polyground-trained model (or adapter) learned, from its run.json;
+    None without one (a model answers in the format it was trained on, whatever its family's default)."""
+    try:
+        return (json.loads((Path(name_or_path) / RUN_FILE).read_text()).get("profile") or {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def torchvision_available() -> bool:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
+from builders.sources.base import Reject
 from schemas import rows
 from schemas.errors import UserError
 
@@ -121,14 +122,14 @@ class PoolResult:
 
 
 def _reject(task_id: str, reason: str, detail: str = "", record: dict | None = None) -> dict:
-    return {"id": task_id, "reason": reason, "detail": detail, "record": json.dumps(record or {}, sort_keys=True)}
+    return Reject(task_id, reason, detail, record or {}).row()
 
 
 def score_samples(task: dict, texts: list[str], profile, min_iou: float) -> list[dict]:
     """One record per sample: sample_index, format_ok, image_correct, iou (strict, 0-1), passed, scores."""
     from schemas.scoring import score_completion
 
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    sizes = rows.image_sizes(task)
     out = []
     for j, text in enumerate(texts):
         s = score_completion(text, task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
@@ -186,7 +187,7 @@ def _sft_row(task: dict, sample: dict, backend, config: RLPoolConfig) -> dict:
     from builders.generation import prompt_text
 
     s = sample["scores"]
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    sizes = rows.image_sizes(task)
     completion = backend.profile.render((s.parsed.think or "").strip(), s.parsed.image, task["target_box"], sizes)
     return {**task, "task_id": task["id"], "id": f"{task['id']}#{sample['sample_index']}",
             "prompt": prompt_text(task, backend.profile), "completion": completion,

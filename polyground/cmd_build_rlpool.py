@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from polyground.cli import add_config_option, add_pixel_budget_options, open_store
+from polyground.cli import add_config_option, add_endpoint_options, add_pixel_budget_options, open_store
 
 
 def add_parsers(sub) -> None:
@@ -31,12 +31,10 @@ def add_parsers(sub) -> None:
                         "[0,1) keeps never-solved ones, a bare LO,HI includes both ends")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--emit-sft", metavar="NAME", help="also write each task's best verified sample as a cot version")
-    p.add_argument("--concurrency", type=int, default=16, help="endpoint: requests in flight (default 16)")
     p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
     p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--chunk", type=int, default=1024, help="tasks per round; bounds memory (default 1024)")
-    p.add_argument("--timeout", type=float, default=120.0, help="endpoint: seconds per request (default 120)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
+    add_endpoint_options(p)
     p.add_argument("--name", required=True, help="name of the new rl-pool dataset")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint a stock served "
