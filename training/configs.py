@@ -11,10 +11,11 @@ keys are a one-line `UserError`, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trl import GRPOConfig, ModelConfig, SFTConfig
 
+from builders.options import option, option_factory
 from schemas.errors import UserError
 from training.rewards import DEFAULT_REWARD_WEIGHTS, REWARDS
 
@@ -22,15 +23,6 @@ from training.rewards import DEFAULT_REWARD_WEIGHTS, REWARDS
 # vision blocks use `qkv`/`proj`), so these targets leave the vision tower alone.
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 VISION_MODULES_RE = r".*\.(visual|vision_tower|vision_model)\..*"
-
-
-def option(default, help: str, **metadata):
-    """A dataclass field with its help string (shown by --help-config)."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-def option_factory(factory, help: str):
-    return field(default_factory=factory, metadata={"help": help})
 
 
 @dataclass
