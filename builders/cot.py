@@ -38,32 +38,19 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
+from builders.generation import ENDPOINT_DEFAULTS
+from builders.sources.base import Reject
+from builders.student import student_prompt
+from builders.templates import Template, load_template
 from schemas.errors import UserError
+from schemas.rows import image_sizes
 
-PROMPTS = Path(__file__).parent / "prompts"
 TEACHER_TEMPLATE, HINT_TEMPLATE = "teacher_v1", "answer_hint_v1"
 MODES, HINTS = ("teacher", "annotations"), ("none", "answer")
 # A refusal without the API's `refusal` field: only checked on text that did not parse.
 _REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|sorry\b|I can(?:'|no)t (?:help|assist|comply)|"
                       r"I (?:am )?(?:unable|not able) to (?:help|assist|comply))", re.IGNORECASE)
-
-
-@dataclass
-class Template:
-    id: str
-    text: str  # comments removed
-    sha256: str  # of the whole file
-
-    def record(self) -> dict:
-        return {"id": self.id, "sha256": self.sha256}
-
-
-def load_template(template_id: str) -> Template:
-    raw = (PROMPTS / f"{template_id}.txt").read_bytes()
-    text = "\n".join(line for line in raw.decode().splitlines() if not line.startswith("# ")).strip()
-    return Template(template_id, text, hashlib.sha256(raw).hexdigest())
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -91,7 +78,7 @@ class CotConfig:
     teacher_url: str | None = None
     teacher_model: str | None = None
     teacher_profile: str = "norm1000"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = ENDPOINT_DEFAULTS["api_key_env"]
     samples: int = 4
     temperature: float = 0.7
     top_p: float = 1.0
@@ -101,8 +88,8 @@ class CotConfig:
     min_iou: float = 0.5
     keep_per_task: int = 1
     profile: str = "qwen2_vl"
-    concurrency: int = 16
-    timeout: float = 120.0
+    concurrency: int = ENDPOINT_DEFAULTS["concurrency"]
+    timeout: float = ENDPOINT_DEFAULTS["timeout"]
     max_retries: int = 6
     breaker_after: int = 20
     supports_n: bool = True
@@ -143,15 +130,6 @@ class CotConfig:
     @property
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "seed": self.seed}
-
-
-def image_sizes(task: dict) -> list[tuple[int, int]]:
-    return [(i["width"], i["height"]) for i in task["images"]]
-
-
-def student_prompt(task: dict, profile) -> str:
-    """The prompt text training uses (training.data.build_prompt_messages): question + format."""
-    return task["question"] + profile.prompt_suffix(len(task["images"]))
 
 
 def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile,
@@ -201,7 +179,7 @@ def reject(task: dict, reason: str, detail: str, sample=None, **extra) -> dict:
     if sample is not None:
         record.update(sample_index=sample.index, finish_reason=sample.finish_reason, completion=sample.text)
     rid = task["id"] if sample is None else f"{task['id']}#{sample.index}"
-    return {"id": rid, "reason": reason, "detail": detail, "record": json.dumps(record, ensure_ascii=False)}
+    return Reject(rid, reason, detail, record).row()
 
 
 def cot_row(task: dict, profile, reasoning: str, image: int, scores, generator: dict, sample_index: int) -> dict:

@@ -81,7 +81,7 @@ PREDICTIONS = pa.schema(
         pa.field("correct", pa.bool_()),  # multiple choice
         pa.field("model", pa.string()),
         pa.field("outcome", pa.string()),  # strict parse outcome: ok, a parse error, wrong_image, unverifiable:...
-        pa.field("reward", pa.float32()),  # the GRPO reward at default weights (schemas.scoring.combined_score)
+        pa.field("reward", pa.float32()),  # the GRPO reward at default weights (training.rewards.combined_score)
     ]
 )
 
@@ -154,6 +154,11 @@ class TaskRow:
             answer=r.get("answer"),
             meta=json.loads(r["meta"]) if r.get("meta") else {},
         )
+
+
+def image_sizes(row: dict) -> list[tuple[int, int]]:
+    """The ORIGINAL (width, height) of each image of a row, in order: what profiles and scoring take."""
+    return [(i["width"], i["height"]) for i in row.get("images") or []]
 
 
 def validate_task(r: dict) -> str | None:

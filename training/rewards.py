@@ -16,10 +16,18 @@ mean instead of reading a false 0.
 
 TRL logs each function's mean and std under `rewards/<name>/...`, so every
 component is visible on its own; weights are `reward_weights`.
+
+`REWARDS` is the one registry of rewards (name -> Reward: the TRL function, the
+same number from one completion's `Scores`, the default weight). The GRPO config
+checks `reward_funcs` against it, `make_reward_funcs` binds from it, and eval's
+per-row `reward` (`combined_score`) sums it. To add a reward: write its function
+here and register it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 from schemas.scoring import format_score, image_score, iou_score, score_completion
 
@@ -56,9 +64,35 @@ def iou_reward(completions, profile, **columns) -> list[float | None]:
     return [iou_score(s) for s in _scores(completions, profile, columns)]
 
 
-REWARDS = {"format": format_reward, "image": image_reward, "iou": iou_reward}
+@dataclass(frozen=True)
+class Reward:
+    func: Callable  # (completions, profile, **columns) -> list[float | None], as TRL calls it
+    score: Callable  # schemas.scoring.Scores -> float | None: func's number for one completion
+    weight: float  # default weight (GRPO's reward_weights, eval's per-row reward)
+
+
+REWARDS = {
+    "format": Reward(format_reward, format_score, 0.1),
+    "image": Reward(image_reward, image_score, 0.3),
+    "iou": Reward(iou_reward, iou_score, 1.0),
+}
+DEFAULT_REWARD_WEIGHTS = {name: r.weight for name, r in REWARDS.items()}
 
 
 def make_reward_funcs(names: list[str], profile) -> list:
     """The named rewards with the answer profile bound (partials keep TRL's log names)."""
-    return [partial(REWARDS[name], profile=profile) for name in names]
+    return [partial(REWARDS[name].func, profile=profile) for name in names]
+
+
+def combined_score(scores, weights: dict | None = None) -> float | None:
+    """Weighted sum of the registered rewards of one completion's Scores; None if unverifiable.
+
+    Unknown weight names raise: a typo in a recipe must not silently drop a term.
+    """
+    weights = DEFAULT_REWARD_WEIGHTS if weights is None else weights
+    unknown = set(weights) - set(REWARDS)
+    if unknown:
+        raise ValueError(f"unknown reward weights {sorted(unknown)}; known: {sorted(REWARDS)}")
+    if scores.iou is None:
+        return None
+    return sum(w * REWARDS[name].score(scores) for name, w in weights.items())
