@@ -128,7 +128,7 @@ def bench_local(args, root: Path) -> None:
     from builders.generation import LocalBackend
     from builders.store import Store
     from schemas.profiles import get_profile
-    from training.generate import pick_device
+    from builders.inference import pick_device
     from training.models import build_tiny_model
 
     store = Store(root / "local-store")

@@ -84,7 +84,7 @@ def train_sft(model_dir, dataset, processor, steps, out) -> float:
     from trl import SFTTrainer
 
     from training.configs import SFTRunConfig
-    from training.models import load_model_and_processor
+    from builders.models import load_model_and_processor
 
     model, _ = load_model_and_processor(model_dir)
     args = SFTRunConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3,
@@ -100,7 +100,7 @@ def train_grpo(model_dir, store, version, steps, out) -> float:
 
     from training.configs import GRPORunConfig
     from training.data import load_grpo_dataset
-    from training.models import load_model_and_processor
+    from builders.models import load_model_and_processor
     from training.rewards import make_reward_funcs
 
     model, processor = load_model_and_processor(model_dir)
@@ -128,7 +128,8 @@ def main() -> None:
 
     from schemas.profiles import get_profile
     from training.data import load_sft_dataset
-    from training.models import build_tiny_model, load_model_and_processor
+    from builders.models import load_model_and_processor
+    from training.models import build_tiny_model
 
     datasets.disable_progress_bars()
     torch.set_num_threads(args.threads)

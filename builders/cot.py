@@ -43,32 +43,20 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
+from builders.generation import ENDPOINT_DEFAULTS
+from builders.sources.base import Reject
+from builders.student import student_prompt
+from builders.templates import Template, load_template
 from schemas.errors import UserError
+from schemas.rows import image_sizes, target_pairs
+from schemas.set_answers import render_row, render_row_answer
 
-PROMPTS = Path(__file__).parent / "prompts"
 TEACHER_TEMPLATE, HINT_TEMPLATE = "teacher_v1", "answer_hint_v1"
 MODES, HINTS = ("teacher", "annotations"), ("none", "answer")
 # A refusal without the API's `refusal` field: only checked on text that did not parse.
 _REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|sorry\b|I can(?:'|no)t (?:help|assist|comply)|"
                       r"I (?:am )?(?:unable|not able) to (?:help|assist|comply))", re.IGNORECASE)
-
-
-@dataclass
-class Template:
-    id: str
-    text: str  # comments removed
-    sha256: str  # of the whole file
-
-    def record(self) -> dict:
-        return {"id": self.id, "sha256": self.sha256}
-
-
-def load_template(template_id: str) -> Template:
-    raw = (PROMPTS / f"{template_id}.txt").read_bytes()
-    text = "\n".join(line for line in raw.decode().splitlines() if not line.startswith("# ")).strip()
-    return Template(template_id, text, hashlib.sha256(raw).hexdigest())
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -96,7 +84,7 @@ class CotConfig:
     teacher_url: str | None = None
     teacher_model: str | None = None
     teacher_profile: str = "norm1000"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = ENDPOINT_DEFAULTS["api_key_env"]
     samples: int = 4
     temperature: float = 0.7
     top_p: float = 1.0
@@ -106,8 +94,8 @@ class CotConfig:
     min_iou: float = 0.5
     keep_per_task: int = 1
     profile: str = "qwen2_vl"
-    concurrency: int = 16
-    timeout: float = 120.0
+    concurrency: int = ENDPOINT_DEFAULTS["concurrency"]
+    timeout: float = ENDPOINT_DEFAULTS["timeout"]
     max_retries: int = 6
     breaker_after: int = 20
     supports_n: bool = True
@@ -150,37 +138,6 @@ class CotConfig:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "seed": self.seed}
 
 
-def image_sizes(task: dict) -> list[tuple[int, int]]:
-    return [(i["width"], i["height"]) for i in task["images"]]
-
-
-def student_prompt(task: dict, profile) -> str:
-    """The prompt text training uses (training.data.build_prompt_messages): question + format."""
-    return task["question"] + profile.prompt_suffix(len(task["images"]))
-
-
-def render_answer_of(task: dict, profile) -> str:
-    """The ground truth as `profile` writes it: one box, or a set row's whole set."""
-    if task.get("targets") is not None:
-        from schemas.set_answers import render_set_answer
-
-        return render_set_answer(profile, [(t["image"], t["box"]) for t in task["targets"]], image_sizes(task))
-    return profile.render_answer(task["target_image"], task["target_box"], image_sizes(task))
-
-
-def render_row(task: dict, profile, reasoning: str, image) -> str:
-    """The training completion: the reasoning and the ground truth (on `image`, for one box)."""
-    if task.get("targets") is not None:
-        from schemas.set_answers import render_set
-
-        return render_set(profile, reasoning, [(t["image"], t["box"]) for t in task["targets"]], image_sizes(task))
-    return profile.render(reasoning, image, task["target_box"], image_sizes(task))
-
-
-def is_grounding(task: dict) -> bool:
-    return task.get("targets") is not None or (task["target_box"] is not None and task["target_image"] is not None)
-
-
 def teacher_messages(task: dict, template: Template, hint: Template | None, teacher_profile,
                      budget=None) -> list[dict]:
     """One user turn: the images in order (lazy `image_ref` parts, sized by `budget`), then the
@@ -189,7 +146,7 @@ def teacher_messages(task: dict, template: Template, hint: Template | None, teac
 
     hint_text = ""
     if hint is not None:
-        answer = render_answer_of(task, teacher_profile)
+        answer = render_row_answer(task, teacher_profile)
         hint_text = "\n\n" + hint.text.format(answer=answer)
     text = template.text.format(n_images=len(task["images"]), question=task["question"],
                                 answer_format=teacher_profile.answer_hint(), hint=hint_text)
@@ -235,7 +192,7 @@ def reject(task: dict, reason: str, detail: str, sample=None, **extra) -> dict:
     if sample is not None:
         record.update(sample_index=sample.index, finish_reason=sample.finish_reason, completion=sample.text)
     rid = task["id"] if sample is None else f"{task['id']}#{sample.index}"
-    return {"id": rid, "reason": reason, "detail": detail, "record": json.dumps(record, ensure_ascii=False)}
+    return Reject(rid, reason, detail, record).row()
 
 
 def cot_row(task: dict, profile, reasoning: str, image: int, scores, generator: dict, sample_index: int) -> dict:
@@ -327,7 +284,7 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
                             image_loader=store.read_image)
     grounding, rejects = [], []
     for t in tasks:
-        if is_grounding(t):
+        if target_pairs(t) is not None:
             grounding.append(t)
         else:
             rejects.append(reject(t, "not_grounding", "no box target to verify"))
@@ -376,7 +333,7 @@ def build_annotations(tasks: list[dict], cfg: CotConfig):
                  "template_id": template.id}
     rows, rejects = [], []
     for task in tasks:
-        if not is_grounding(task):
+        if target_pairs(task) is None:
             rejects.append(reject(task, "not_grounding", "no box target to describe"))
             continue
         several = task.get("targets") is not None

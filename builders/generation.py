@@ -11,7 +11,7 @@ client's retries gets an empty list and its reason in `backend.failures`
 - `EndpointBackend`: any OpenAI-compatible server (vLLM serving the merged
   policy) through builders.client.EndpointClient: images in order as base64
   data URLs, `n=k` samples per request, seed = `seed + sample index`.
-- `LocalBackend`: a transformers model through training.generate (imported
+- `LocalBackend`: a transformers model through builders.inference (imported
   lazily: builders never import torch at module import), batched and seeded.
 
 Both go through the store's response cache, scoped by the POLICY IDENTITY
@@ -19,9 +19,9 @@ Both go through the store's response cache, scoped by the POLICY IDENTITY
 served model name. A rerun after a crash asks nothing twice, and a retrained
 policy in the same folder never reuses its predecessor's samples.
 
-The prompt is the one training uses (training.data.build_prompt_messages:
-images first, then the question and the profile's format instructions, the
-text of builders.cot.student_prompt); a multiple-choice task gets its
+The prompt is the student's, built once in builders.student (images first,
+then the question and the profile's format instructions; training uses the
+same builder); a multiple-choice task gets its
 lettered choices instead of a box format, and a BLINK or MMIU task the text
 its benchmark's official evaluation sends (`official_prompt` of its reader;
 `mc_template_id` names which).
@@ -38,6 +38,9 @@ from builders.cache import CachedSample, ResponseCache, request_key
 from schemas.errors import UserError
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+# How every command that talks to an endpoint talks to it, unless told otherwise
+# (polyground.cli.add_endpoint_options declares the flags, `build cot` shares them).
+ENDPOINT_DEFAULTS = {"concurrency": 16, "timeout": 120.0, "api_key_env": "OPENAI_API_KEY"}
 
 
 def is_url(s: str) -> bool:
@@ -99,17 +102,15 @@ def open_cache(store) -> ResponseCache:
     return ResponseCache(store.root / "cache" / "responses.sqlite")
 
 
-# Multiple-choice benchmarks rendered as their official evaluation renders them:
-# source -> the reader module whose `official_prompt(task)` and `TEMPLATE_ID` say how.
-OFFICIAL_MC = {"blink": "builders.sources.blink", "mmiu": "builders.sources.mmiu"}
-MC_TEMPLATE_ID = "mc:lettered-choices"  # other multiple-choice sources
+MC_TEMPLATE_ID = "mc:lettered-choices"  # multiple-choice sources without an official prompt of their own
 
 
 def _official_mc(task: dict):
-    import importlib
+    # Multiple-choice benchmarks rendered as their official evaluation renders them: the
+    # source's reader module says how (`official_prompt(task)`, `TEMPLATE_ID`).
+    from builders.sources import official_prompt_module
 
-    module = OFFICIAL_MC.get(task.get("source") or "")
-    return importlib.import_module(module) if module else None
+    return official_prompt_module(task.get("source"))
 
 
 def prompt_text(task: dict, profile) -> str:
@@ -117,7 +118,7 @@ def prompt_text(task: dict, profile) -> str:
     if task.get("rendered_prompt") is not None:  # a benchmark's official prompt (training.evaluate)
         return task["rendered_prompt"]
     if task.get("choices") is None:
-        from builders.cot import student_prompt  # the text training.data puts in the prompt (tested equal)
+        from builders.student import student_prompt
 
         return student_prompt(task, profile)
     official = _official_mc(task)
@@ -139,9 +140,9 @@ def mc_template_id(task: dict) -> str:
 
 def user_turn(task: dict, profile, budget=None) -> list[dict]:
     """One user message: an `image_ref` part per image in order (sized by `budget`), then the text."""
-    content = [image_ref(i, budget) for i in task["images"]]
-    content.append({"type": "text", "text": prompt_text(task, profile)})
-    return [{"role": "user", "content": content}]
+    from builders.student import user_message
+
+    return user_message(prompt_text(task, profile), [image_ref(i, budget) for i in task["images"]])
 
 
 def image_ref(image: dict, budget=None) -> dict:
@@ -219,7 +220,7 @@ class EndpointBackend(Backend):
 
 
 class LocalBackend(Backend):
-    """A local transformers model (training.generate); `batch_size` tasks per generate call."""
+    """A local transformers model (builders.inference); `batch_size` tasks per generate call."""
 
     kind = "local"
 
@@ -237,7 +238,7 @@ class LocalBackend(Backend):
     @property
     def generator(self):
         if self._generator is None:
-            from training.generate import load_generator
+            from builders.inference import load_generator
 
             b = self.budget if self.set_bounds else None
             self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype,
@@ -302,15 +303,6 @@ def _model_type(folder: Path) -> str:
     return ""
 
 
-def _trained_profile(folder: Path) -> str | None:
-    """The profile a polyground-trained model learned, from its run.json (a model answers in
-    the format it was trained on, whatever its family's default)."""
-    try:
-        return (json.loads((folder / "run.json").read_text()).get("profile") or {}).get("name")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _folder_budget(folder: Path):
     """The resize bounds a Qwen-VL model folder's saved processor uses, else None."""
     from schemas.boxes import PixelBudget
@@ -344,13 +336,14 @@ def resolve_frame(policy: str, policy_model: str | None, name: str | None,
     no known family is refused (a wrong guess scores right answers at the wrong scale).
     Budget: the --image-*-pixels given, else a folder's own processor bounds, else a stock
     served Qwen2.5-VL's; for qwen2_5_vl it is also the answer's frame."""
+    from builders.models import trained_profile
     from schemas.profiles import family_profile, profile_with_budget
 
     folder = Path(policy)
     local = not is_url(policy) and folder.is_dir()
     chosen = name
     if chosen is None and local:
-        chosen = _trained_profile(folder) or family_profile(_model_type(folder) or folder.name)
+        chosen = trained_profile(folder) or family_profile(_model_type(folder) or folder.name)
     elif chosen is None:
         chosen = family_profile(policy_model or policy)
     if chosen is None:
@@ -363,9 +356,10 @@ def resolve_frame(policy: str, policy_model: str | None, name: str | None,
     return profile_with_budget(chosen, budget), budget, given
 
 
-def make_backend(store, policy: str, policy_model: str | None, profile, concurrency: int = 16,
-                 batch_size: int = 8, device: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0, use_cache: bool = True, budget=None, budget_given: bool = True) -> Backend:
+def make_backend(store, policy: str, policy_model: str | None, profile,
+                 concurrency: int = ENDPOINT_DEFAULTS["concurrency"], batch_size: int = 8, device: str | None = None,
+                 api_key_env: str = ENDPOINT_DEFAULTS["api_key_env"], timeout: float = ENDPOINT_DEFAULTS["timeout"],
+                 use_cache: bool = True, budget=None, budget_given: bool = True) -> Backend:
     """An EndpointBackend for a URL, else a LocalBackend, both over the store's response cache.
 
     `budget` (resolve_frame) sizes what an endpoint is sent; a local model's processor is set

@@ -50,26 +50,6 @@ def item_record(item: SourceItem) -> dict:
     return d
 
 
-def clean_text(value):
-    """A str that encodes as UTF-8: lone surrogates become their `\\udXXX` escape."""
-    if not isinstance(value, str):
-        return value
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def reject_row(rid, reason: str, detail: str, record: dict) -> dict:
-    try:
-        text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
-    except (ValueError, TypeError, RecursionError):  # keys of mixed types, a cycle, a deep value
-        text = json.dumps({"repr": repr(record)[:2000]})
-    return {"id": clean_text(rid if rid is None or isinstance(rid, str) else str(rid)), "reason": reason,
-            "detail": clean_text(detail), "record": clean_text(text)}
-
-
 def _is_index(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -208,28 +188,28 @@ def to_record(item: SourceItem, images: list[dict]) -> dict:
 def check_item(item: SourceItem, cache: ImageCache, kept_ids: set, max_images: int = MAX_IMAGES_PER_ROW) -> dict:
     """The task record for one item, or a rejects row (it has a "reason")."""
     if not isinstance(item.id, str) or not item.id:
-        return reject_row(None, "invalid_row:id", "missing or empty id", item_record(item))
+        return Reject(None, "invalid_row:id", "missing or empty id", item_record(item)).row()
     if item.id in kept_ids:
-        return reject_row(item.id, "duplicate_id", "an earlier row has this id", item_record(item))
+        return Reject(item.id, "duplicate_id", "an earlier row has this id", item_record(item)).row()
     if not item.images:
-        return reject_row(item.id, "invalid_row:images", "images: no image", item_record(item))
+        return Reject(item.id, "invalid_row:images", "images: no image", item_record(item)).row()
     item = single_or_set(item)
     problem = target_problem(item, max_images)
     if problem:
-        return reject_row(item.id, *problem, item_record(item))
+        return Reject(item.id, *problem, item_record(item)).row()
     why = text_problem(item)
     if why:
-        return reject_row(item.id, "invalid_text", why, item_record(item))
+        return Reject(item.id, "invalid_text", why, item_record(item)).row()
     images = []
     for i, ref in enumerate(item.images or []):
         try:
             images.append(cache.get(ref))
         except ImageRejected as e:
-            return reject_row(item.id, e.reason, f"image {i}: {e.detail}", item_record(item))
+            return Reject(item.id, e.reason, f"image {i}: {e.detail}", item_record(item)).row()
     record = to_record(item, images)
     why = rows.validate_task(record)
     if why:
-        return reject_row(item.id, f"invalid_row:{why.split(':')[0]}", why, item_record(item))
+        return Reject(item.id, f"invalid_row:{why.split(':')[0]}", why, item_record(item)).row()
     return record
 
 
@@ -261,7 +241,7 @@ def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
                            and target_problem(it, max_images) is None for ref in it.images)
             for item in batch:
                 if isinstance(item, Reject):
-                    rejects.append(reject_row(item.id, item.reason, item.detail, item.record))
+                    rejects.append(item.row())
                     continue
                 out = check_item(item, cache, kept_ids, max_images)
                 if "reason" in out:

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from schemas.errors import UserError
+from schemas.rows import image_sizes
 
 TARGET_COLOUR = "#00c853"  # green
 PRED_COLOUR = "#ff00ff"  # magenta: never confused with the target, on any photo
@@ -138,7 +139,7 @@ def predicted(row: dict) -> tuple[int | None, list[float] | None, str | None]:
         return None, None, None
     from schemas.profiles import get_profile
 
-    sizes = [(i["width"], i["height"]) for i in row.get("images") or []]
+    sizes = image_sizes(row)
     try:
         parsed = get_profile(row["profile"]).parse(row["completion"], sizes)
     except UserError as e:  # a profile this code does not know

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
+from builders.options import option
+from builders.sources.base import Reject
 from schemas import rows
 from schemas.errors import UserError
 
@@ -80,16 +82,20 @@ class Band:
 
 @dataclass
 class RLPoolConfig:
-    """Rejection-sampling settings; all of them are hashed into the version id."""
+    """Rejection-sampling settings; all but `chunk` are hashed into the version id.
 
-    k: int = 8  # samples per task
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 512  # new tokens per sample
-    min_iou: float = 0.5  # a sample passes with the right image and IoU >= this
-    band: str = "(0,1)"  # pass rates kept (see the module docstring)
-    seed: int = 0
-    chunk: int = 1024  # tasks per generation round: bounds memory (not hashed: a rerun may re-chunk)
+    Each field is a `build rl-pool` flag (polyground.cli.add_config_flags)."""
+
+    k: int = option(8, "samples per task")
+    temperature: float = option(1.0, "sampling temperature (0 = greedy)")
+    top_p: float = option(1.0, "nucleus sampling (1.0: off)")
+    max_tokens: int = option(512, "new tokens per sample")
+    min_iou: float = option(0.5, "a sample passes with the right image and IoU >= this")
+    band: str = option("(0,1)", "pass rates kept, as an interval: (0,1) drops always- and never-solved tasks, "
+                                "[0,1) keeps never-solved ones, a bare LO,HI includes both ends")
+    seed: int = option(0, "sampling seed")
+    # Not hashed: a rerun may re-chunk.
+    chunk: int = option(1024, "tasks per round; bounds memory")
 
     def __post_init__(self):
         if self.k < 1 or self.max_tokens < 1 or self.chunk < 1:
@@ -121,14 +127,14 @@ class PoolResult:
 
 
 def _reject(task_id: str, reason: str, detail: str = "", record: dict | None = None) -> dict:
-    return {"id": task_id, "reason": reason, "detail": detail, "record": json.dumps(record or {}, sort_keys=True)}
+    return Reject(task_id, reason, detail, record or {}).row()
 
 
 def score_samples(task: dict, texts: list[str], profile, min_iou: float) -> list[dict]:
     """One record per sample: sample_index, format_ok, image_correct, iou (strict, 0-1), passed, scores."""
     from schemas.sets import score_row
 
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    sizes = rows.image_sizes(task)
     out = []
     for j, text in enumerate(texts):
         s = score_row(text, task, sizes, profile)  # a set row: named image set exact, set IoU (schemas.sets)
@@ -183,11 +189,11 @@ def _sft_row(task: dict, sample: dict, backend, config: RLPoolConfig) -> dict:
     As `build cot` does with a teacher's: the sample's reasoning, re-rendered with the
     ground-truth box on the image it named, so the label is exact and, stored canonically
     (reasoning + image + box), renders in any trainer's frame (training.data)."""
-    from builders.cot import render_row
     from builders.generation import prompt_text
+    from schemas.set_answers import render_row
 
     s = sample["scores"]
-    image = getattr(s.parsed, "image", None)
+    image = getattr(s.parsed, "image", None)  # a set row's parse names no one image
     completion = render_row(task, backend.profile, (s.parsed.think or "").strip(), image)
     return {**task, "task_id": task["id"], "id": f"{task['id']}#{sample['sample_index']}",
             "prompt": prompt_text(task, backend.profile), "completion": completion,
@@ -214,9 +220,7 @@ class _Run:
     def chunk(self, batch: pa.RecordBatch) -> None:
         table = pa.Table.from_batches([batch]).select([f.name for f in rows.TASK_FIELDS])
         tasks = table.to_pylist()
-        from builders.cot import is_grounding
-
-        grounding = [i for i, t in enumerate(tasks) if is_grounding(t)]
+        grounding = [i for i, t in enumerate(tasks) if rows.target_pairs(t) is not None]
         for i in sorted(set(range(len(tasks))) - set(grounding)):
             self.rejects.append(_reject(tasks[i]["id"], "no_box_target", "multiple choice: no box to score"))
         texts = self.backend.generate([tasks[i] for i in grounding], self.config.k, self.config.sampling(),

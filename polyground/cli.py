@@ -111,6 +111,46 @@ def add_pixel_budget_options(p: argparse.ArgumentParser, default: str) -> None:
                         f"qwen2_5_vl answer is read in that frame (default: {default})")
 
 
+def add_endpoint_options(p: argparse.ArgumentParser, api_key_flag: str = "--api-key-env",
+                         defaults: bool = True) -> None:
+    """--concurrency, --timeout and the API-key variable of every command that talks to an
+    OpenAI-compatible endpoint (builders.generation.ENDPOINT_DEFAULTS). `defaults=False`
+    leaves them None, for a command whose config dataclass fills them (`build cot`)."""
+    from builders.generation import ENDPOINT_DEFAULTS as d
+
+    value = (lambda k: d[k]) if defaults else (lambda k: None)
+    p.add_argument("--concurrency", type=int, default=value("concurrency"),
+                   help=f"endpoint: requests in flight (default {d['concurrency']})")
+    p.add_argument("--timeout", type=float, default=value("timeout"),
+                   help=f"endpoint: seconds per request, in total (default {d['timeout']:g})")
+    p.add_argument(api_key_flag, default=value("api_key_env"),
+                   help=f"endpoint: variable holding the API key (default {d['api_key_env']})")
+
+
+def add_config_flags(p: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field of a build config dataclass (builders.options): the field's type,
+    help and default, each written once, in the dataclass."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if kind not in (int, float, str):  # a switch or a list needs its own action: declare it by hand
+            raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind}")
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
+                       help=f"{f.metadata['help']} (default {f.default})")
+
+
+def config_from_args(cls, args):
+    """The build config of `cls` from parsed arguments: exactly its fields (builders.options)."""
+    import dataclasses
+
+    from builders.options import from_options
+
+    return from_options(cls, {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}, cls.__name__)
+
+
 def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
     """Follow the sub-command words in argv down to the parser that handles them."""
     current = parser

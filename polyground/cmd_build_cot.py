@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from polyground.cli import add_config_option, add_pixel_budget_options, open_store
+from polyground.cli import add_config_option, add_endpoint_options, add_pixel_budget_options, open_store
 
 
 def add_parsers(sub) -> None:
@@ -26,8 +26,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--mode", choices=("teacher", "annotations"), help="teacher (default) or annotations")
     p.add_argument("--teacher-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     p.add_argument("--teacher-model", help="the served model's name")
-    p.add_argument("--teacher-api-key-env",
-                   help="variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--teacher-profile", help="answer format asked of the teacher (default norm1000: JSON on 0-1000)")
     p.add_argument("--profile", help="answer profile of the written completions (default qwen2_vl)")
     p.add_argument("--samples", type=int, help="samples per task (default 4)")
@@ -39,8 +37,7 @@ def add_parsers(sub) -> None:
                    help="answer: give the teacher the ground truth to reason towards")
     p.add_argument("--min-iou", type=float, help="keep a sample with the right image and IoU >= this (default 0.5)")
     p.add_argument("--keep-per-task", type=int, help="at most this many best samples kept per task (default 1)")
-    p.add_argument("--concurrency", type=int, help="requests in flight (default 16)")
-    p.add_argument("--timeout", type=float, help="seconds per request, in total (default 120)")
+    add_endpoint_options(p, api_key_flag="--teacher-api-key-env", defaults=False)
     p.add_argument("--max-retries", type=int, help="retries of a failed request (default 6)")
     p.add_argument("--breaker-after", type=int,
                    help="stop the build when this many attempts in a row fail: the endpoint is down (default 20)")
@@ -59,6 +56,7 @@ def add_parsers(sub) -> None:
 
 def run(args) -> int:
     from builders.cot import build_cot, config_from_args
+    from schemas.profiles import takes_budget
 
     cfg = config_from_args(args)
     store = open_store(args)
@@ -67,7 +65,7 @@ def run(args) -> int:
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(s["rejects"].items())) or "none"
     line = (f"{version.ref}: kept {s['kept_rows']} samples for {s['tasks_kept']} of {s['tasks']} tasks; "
             f"rejected {dropped}")
-    if cfg.mode == "teacher" or "qwen2_5_vl" in (cfg.profile, cfg.teacher_profile):  # where the budget matters
+    if cfg.mode == "teacher" or takes_budget(cfg.profile) or takes_budget(cfg.teacher_profile):  # where it matters
         px = s["image_pixels"]
         line += f"; images at {px['min_pixels']}..{px['max_pixels']} pixels"
     u = s.get("usage")

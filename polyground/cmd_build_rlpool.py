@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from polyground.cli import add_config_option, add_pixel_budget_options, open_store
+from builders.rlpool import RLPoolConfig
+from polyground.cli import (
+    add_config_flags, add_config_option, add_endpoint_options, add_pixel_budget_options, config_from_args, open_store,
+)
 
 
 def add_parsers(sub) -> None:
@@ -21,22 +24,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--policy-model", help="the served model's name (required with an endpoint URL)")
     p.add_argument("--profile", help="answer profile (default: the profile a model folder was trained on, else its "
                                      "model family; an endpoint whose served name names no family needs it)")
-    p.add_argument("--k", type=int, default=8, help="samples per task (default 8)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
-    p.add_argument("--max-tokens", type=int, default=512, help="new tokens per sample (default 512)")
-    p.add_argument("--min-iou", type=float, default=0.5, help="a sample passes with the right image and IoU >= this")
-    p.add_argument("--band", default="(0,1)",
-                   help="pass rates kept, as an interval: (0,1) (default) drops always- and never-solved tasks, "
-                        "[0,1) keeps never-solved ones, a bare LO,HI includes both ends")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add_config_flags(p, RLPoolConfig)  # --k, --temperature, --top-p, --max-tokens, --min-iou, --band, --seed, --chunk
     p.add_argument("--emit-sft", metavar="NAME", help="also write each task's best verified sample as a cot version")
-    p.add_argument("--concurrency", type=int, default=16, help="endpoint: requests in flight (default 16)")
     p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
     p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--chunk", type=int, default=1024, help="tasks per round; bounds memory (default 1024)")
-    p.add_argument("--timeout", type=float, default=120.0, help="endpoint: seconds per request (default 120)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
+    add_endpoint_options(p)
     p.add_argument("--name", required=True, help="name of the new rl-pool dataset")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint a stock served "
@@ -47,14 +39,13 @@ def add_parsers(sub) -> None:
 
 def run(args) -> int:
     from builders.generation import is_url, make_backend, resolve_frame
-    from builders.rlpool import RLPoolConfig, build_rl_pool, input_version
+    from builders.rlpool import build_rl_pool, input_version
     from builders.secrets import check_url
 
     if is_url(args.policy):
         check_url(args.policy, "--policy")
 
-    config = RLPoolConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-                          min_iou=args.min_iou, band=str(args.band), seed=args.seed, chunk=args.chunk)
+    config = config_from_args(RLPoolConfig, args)
     store = open_store(args)
     version = input_version(store, args.tasks)  # fail fast, before a model is loaded or hashed
     profile, budget, given = resolve_frame(args.policy, args.policy_model, args.profile,

@@ -1,42 +1,18 @@
 """`polyground build tasks` and `polyground build bench`: a source -> a frozen version.
 
-Both read a source through its reader (builders/sources), validate and store
-it with builders.ingest, and commit a version; `bench` marks it as a benchmark
+Both read a source through its reader (the registry: builders/sources/__init__.py),
+validate and store it with builders.ingest, and commit a version; `bench` marks it as a benchmark
 split that no training or data build may use. The new `name@id` is the last
 line of standard output; progress and the drop report go to standard error.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
+from builders.sources import NEEDS_NO_PATH, READERS, load_reader
 from polyground.cli import add_config_option, open_store
 from schemas.errors import UserError
-
-# name -> "module:function"; imported only when used, so one broken or
-# unwritten reader does not break the others.
-READERS = {
-    "synthetic": "builders.sources.synthetic:read_synthetic",
-    "mig-bench": "builders.sources.migbench:read_migbench",
-    "mgrounding": "builders.sources.mgrounding:read_mgrounding",
-    "blink": "builders.sources.blink:read_blink",
-    "mmiu": "builders.sources.mmiu:read_mmiu",
-    "jsonl": "builders.sources.jsonl:read_jsonl",
-}
-NEEDS_NO_PATH = {"synthetic"}
-
-
-def load_reader(source: str):
-    if source not in READERS:
-        raise UserError(f"unknown source {source!r}; choose from {', '.join(READERS)}")
-    module, func = READERS[source].split(":")
-    try:
-        return getattr(importlib.import_module(module), func)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            raise UserError(f"the {source} reader is not available in this version of polyground") from None
-        raise
 
 
 def add_parsers(sub) -> None:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polyground.cli import add_config_option, add_pixel_budget_options, open_store, terminal_safe
+from polyground.cli import (
+    add_config_option, add_endpoint_options, add_pixel_budget_options, open_store, terminal_safe,
+)
 from schemas.errors import UserError
 
 
@@ -43,10 +45,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (used when temperature > 0)")
     p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
-    p.add_argument("--concurrency", type=int, default=16, help="endpoint: requests in flight (default 16)")
     p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--limit", type=int, help="only the first N tasks of the split (a quick look)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="endpoint: variable holding the API key")
+    add_endpoint_options(p)
     add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint or --predictions a stock "
                                 "served Qwen2.5-VL's, 3136 and 12845056")
     add_scoring_options(p)
@@ -126,7 +127,7 @@ def _completions(args, store, bench, source: str, template=None):
                                            args.image_min_pixels, args.image_max_pixels)
     backend = make_backend(store, policy, args.endpoint_model, profile, concurrency=args.concurrency,
                            batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env,
-                           budget=budget, budget_given=given)
+                           timeout=args.timeout, budget=budget, budget_given=given)
     sampling = {"temperature": args.temperature, "top_p": 1.0, "max_tokens": args.max_tokens}
 
     def progress(done, total):

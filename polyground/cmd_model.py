@@ -25,7 +25,8 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from training.models import build_tiny_model, load_model_and_processor
+    from builders.models import load_model_and_processor
+    from training.models import build_tiny_model
 
     out = build_tiny_model(args.output, size=args.size, seed=args.seed)
     model, processor = load_model_and_processor(out)  # proves the folder reloads

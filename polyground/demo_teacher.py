@@ -63,7 +63,7 @@ class Teacher:
 
     def __init__(self, store, tasks: list[dict], profile, seed: int = 0, wrong_share: float = 0.1):
         from builders.annotations import parse_sections
-        from builders.cot import PROMPTS
+        from builders.templates import PROMPTS
 
         self.profile, self.seed, self.wrong_share = profile, seed, wrong_share
         self.sections = parse_sections((PROMPTS / "annotations_v2.txt").read_text())

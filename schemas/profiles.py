@@ -361,21 +361,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def takes_budget(name: str | None) -> bool:
+    """Whether the frame of profile `name` depends on the pixel budget (qwen2_5_vl: pixels of
+    the resized image): the one place that knows which profiles do."""
+    return isinstance(PROFILES.get(name), ResizedPixelProfile)
+
+
 def get_profile(name: str, min_pixels: int | None = None, max_pixels: int | None = None) -> Profile:
-    """The profile called `name`; pixel bounds apply to qwen2_5_vl only."""
+    """The profile called `name`; pixel bounds apply only to a profile that `takes_budget`."""
     if name not in PROFILES:
         raise UserError(f"unknown answer profile {name!r}; known: {', '.join(sorted(PROFILES))}")
     if min_pixels is None and max_pixels is None:
         return PROFILES[name]
-    if name != "qwen2_5_vl":
-        raise UserError(f"profile {name!r} takes no min_pixels/max_pixels (only qwen2_5_vl does)")
-    base = PROFILES["qwen2_5_vl"]
+    if not takes_budget(name):
+        which = ", ".join(n for n in PROFILES if takes_budget(n))
+        raise UserError(f"profile {name!r} takes no min_pixels/max_pixels (only {which} does)")
+    base = PROFILES[name]
     return _qwen25(min_pixels or base.min_pixels, max_pixels or base.max_pixels)
 
 
 def profile_with_budget(name: str, budget: PixelBudget | None) -> Profile:
     """The profile called `name`, in the frame of `budget` where its frame depends on one."""
-    if budget is None or name != "qwen2_5_vl":
+    if budget is None or not takes_budget(name):
         return get_profile(name)
     return get_profile(name, budget.min_pixels, budget.max_pixels)
 

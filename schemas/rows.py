@@ -90,7 +90,7 @@ PREDICTIONS = pa.schema(
         pa.field("correct", pa.bool_()),  # multiple choice
         pa.field("model", pa.string()),
         pa.field("outcome", pa.string()),  # strict parse outcome: ok, a parse error, wrong_image, unverifiable:...
-        pa.field("reward", pa.float32()),  # the GRPO reward at default weights (schemas.scoring.combined_score)
+        pa.field("reward", pa.float32()),  # the GRPO reward at default weights (training.rewards.combined_score)
         # Set rows only (several targets, or none; null on single-target rows): schemas.sets
         pa.field("pred_targets", pa.list_(TARGET)),  # the parsed set
         pa.field("set_iou", pa.float32()),
@@ -196,6 +196,11 @@ def target_pairs(r: dict) -> list[tuple[int, list[float]]] | None:
     if r.get("target_box") is not None and r.get("target_image") is not None:
         return [(r["target_image"], list(r["target_box"]))]
     return None
+
+
+def image_sizes(row: dict) -> list[tuple[int, int]]:
+    """The ORIGINAL (width, height) of each image of a row, in order: what profiles and scoring take."""
+    return [(i["width"], i["height"]) for i in row.get("images") or []]
 
 
 def validate_task(r: dict) -> str | None:

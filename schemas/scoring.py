@@ -1,8 +1,8 @@
 """Scores shared by the CoT verifier, rejection sampling, GRPO rewards and eval.
 
 One function, `score_completion`, turns a completion into `Scores`; the
-reward-sized numbers come from `format_score`, `image_score`, `iou_score` and
-`combined_score`. Units: IoU is plain area IoU in 0-1 on the TARGET image.
+reward-sized numbers come from `format_score`, `image_score` and `iou_score`
+(training.rewards registers them as GRPO's rewards, with their weights). Units: IoU is plain area IoU in 0-1 on the TARGET image.
 
 Rules (design.md, "Rewards"):
 - format: the strict profile parse succeeded (think/answer envelope and a
@@ -38,7 +38,6 @@ from schemas.profiles import Parsed, Profile, image_mentions
 
 SCORING_VERSION = "1"
 STRICT_VERSION = "1"  # score_grounding's rules; recorded with eval's numbers
-DEFAULT_REWARD_WEIGHTS = {"format": 0.1, "image": 0.3, "iou": 1.0}
 
 
 @dataclass(slots=True)
@@ -182,21 +181,6 @@ def image_score(scores: Scores) -> float | None:
 def iou_score(scores: Scores) -> float | None:
     """IoU on the target image (0.0 for a wrong image), None if unverifiable."""
     return scores.iou
-
-
-def combined_score(scores: Scores, weights: dict | None = None) -> float | None:
-    """Weighted sum of the format, image and IoU scores; None if unverifiable.
-
-    Unknown weight names raise: a typo in a recipe must not silently drop a term.
-    """
-    weights = DEFAULT_REWARD_WEIGHTS if weights is None else weights
-    unknown = set(weights) - set(DEFAULT_REWARD_WEIGHTS)
-    if unknown:
-        raise ValueError(f"unknown reward weights {sorted(unknown)}; known: {sorted(DEFAULT_REWARD_WEIGHTS)}")
-    if scores.iou is None:
-        return None
-    parts = {"format": format_score(scores), "image": image_score(scores), "iou": scores.iou}
-    return sum(w * parts[name] for name, w in weights.items())
 
 
 # ---- multiple choice -----------------------------------------------------------

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 
 from schemas.boxes import clip01
+from schemas import rows
 from schemas.profiles import (
     _STRICT_TUPLE_BOX, _TUPLE_BOX, JsonProfile, Profile, TupleProfile, _check_reasoning, _json_box, image_mentions,
     split_envelope,
@@ -72,6 +73,24 @@ def render_set(profile: Profile, reasoning: str, pairs, image_sizes) -> str:
     """The training target of a set row: `<think>reasoning</think><answer>the set</answer>`."""
     _check_reasoning(reasoning)
     return f"<think>{reasoning}</think><answer>{render_set_answer(profile, pairs, image_sizes)}</answer>"
+
+
+def render_row_answer(row: dict, profile: Profile) -> str:
+    """A grounding row's ground truth as `profile` writes it (the answer part): its one box, or
+    its whole set ("none" for an empty one). Sizes are the row's images' (schemas.rows.image_sizes)."""
+    if rows.is_set_row(row):
+        return render_set_answer(profile, rows.target_pairs(row), rows.image_sizes(row))
+    return profile.render_answer(row["target_image"], row["target_box"], rows.image_sizes(row))
+
+
+def render_row(row: dict, profile: Profile, reasoning: str = "", image: int | None = None) -> str:
+    """A grounding row's training completion: `reasoning` and its ground truth. One box is written
+    on `image` (default: the target image; a cot row passes the equivalent image the teacher named);
+    a set row's answer is its whole set."""
+    if rows.is_set_row(row):
+        return render_set(profile, reasoning, rows.target_pairs(row), rows.image_sizes(row))
+    image = row["target_image"] if image is None else image
+    return profile.render(reasoning, image, row["target_box"], rows.image_sizes(row))
 
 
 def parse_set(profile: Profile, completion: str, image_sizes) -> ParsedSet:

@@ -25,9 +25,6 @@ from dataclasses import dataclass, field
 from schemas.boxes import clip01, iou
 
 THRESHOLDS = (0.3, 0.5, 0.7)
-# Default weights of the set rewards by name (training.rewards); the default reward list
-# stays format/image/iou, which read set rows through the same scores.
-SET_REWARD_WEIGHTS = {"set_iou": 1.0, "image_set": 0.3, "no_target": 0.3}
 
 
 @dataclass(frozen=True)

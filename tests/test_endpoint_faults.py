@@ -148,3 +148,30 @@ def test_eval_endpoint_refusing_every_request_is_one_line(store, tmp_path, statu
         code, out, err = run_cli(store, "eval", "--bench", "bench", "--endpoint", s.url, "--endpoint-model", "fake",
                                  "--profile", "norm1000", "--output", str(tmp_path / "r"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(status) in err
+
+
+def test_eval_timeout_flag_reaches_the_client(store, tmp_path):
+    """`eval --timeout`: an answer slower than it is given up on and asked again (one retry)."""
+    import time
+
+    from openai_server import GroundTruthPolicy
+    from schemas.profiles import get_profile
+    from store_util import tasks_table, write_version
+
+    bench = write_version(store, "bench", kind="bench", table=tasks_table(store, 1))
+    policy = GroundTruthPolicy(bench.table().to_pylist(), render=get_profile("norm1000").render, store=store)
+    calls = []
+
+    def slow_first(request, k):
+        calls.append(k)
+        if len(calls) == 1:
+            time.sleep(3.0)  # past --timeout 1: the client has given up on this attempt
+        return policy(request, k)
+
+    with FakeOpenAIServer(slow_first) as s:
+        code, out, err = run_cli(store, "eval", "--bench", "bench", "--endpoint", s.url, "--endpoint-model", "fake",
+                                 "--profile", "norm1000", "--timeout", "1", "--name", "preds",
+                                 "--output", str(tmp_path / "r"))
+    assert code == 0, err
+    # At least one: a loaded machine may be slow on a later attempt too; without the flag, none.
+    assert store.resolve("preds").manifest["usage"].get("retries", 0) >= 1

@@ -121,7 +121,7 @@ def test_exif_orientation_is_applied_once_for_store_export_and_training(big, pro
 @pytest.fixture(scope="module")
 def processor(tiny_model):
     """The tiny model's processor: bounds 28*28*4 .. 28*28*16, far from every other stage's."""
-    from training.models import load_processor
+    from builders.models import load_processor
 
     return load_processor(str(tiny_model))
 
@@ -310,7 +310,7 @@ def test_the_budget_frame_is_the_real_processors_resize(tiny_model, size, max_pi
 
     from schemas.boxes import PixelBudget
     from training.data import visual_tokens
-    from training.models import load_processor, set_pixel_bounds
+    from builders.models import load_processor, set_pixel_bounds
 
     processor = load_processor(str(tiny_model))
     ip = processor.image_processor

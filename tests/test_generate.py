@@ -40,15 +40,12 @@ def test_scoped_cache_separates_policies(tmp_path):
     assert a.get("rk", [0])[0].text == "from a" and b.get("rk", [0]) == {}
 
 
-def test_prompts_follow_training_and_list_choices():
+def test_multiple_choice_prompt_lists_choices():
     from builders.generation import MC_SUFFIX, prompt_text
     from schemas.profiles import get_profile
-    from training.data import build_prompt_messages
 
     p = get_profile("short")
     img = {"sha256": "h", "width": 4, "height": 4}
-    task = {"question": "Locate the red object.", "images": [img, img], "choices": None}
-    assert prompt_text(task, p) == build_prompt_messages(task["question"], 2, p)[0]["content"][-1]["text"]
     mc = {"question": "Which is red?", "images": [img], "choices": ["left", "right"]}
     assert prompt_text(mc, p) == "Which is red?\n(A) left\n(B) right" + MC_SUFFIX
 
@@ -80,7 +77,7 @@ def test_an_endpoint_whose_name_names_no_family_is_refused(served):
 
 @pytest.fixture(scope="module")
 def generator(tiny_model):
-    from training.generate import load_generator
+    from builders.inference import load_generator
 
     return load_generator(tiny_model, device="cpu")
 

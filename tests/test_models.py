@@ -9,10 +9,8 @@ import pytest
 from PIL import Image
 
 from schemas.errors import UserError
-from training.models import (
-    QWEN_SPECIAL_TOKENS, build_tiny_model, freeze_vision_tower, load_model_and_processor, processor_kind,
-    torchvision_available, vision_tower,
-)
+from builders.models import load_model_and_processor, processor_kind, torchvision_available
+from training.models import QWEN_SPECIAL_TOKENS, build_tiny_model, freeze_vision_tower, vision_tower
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def test_a_56px_image_costs_four_visual_tokens(loaded):
 
 def test_visual_tokens_follow_new_pixel_bounds(tiny_model):
     from training.data import visual_tokens
-    from training.models import set_pixel_bounds
+    from builders.models import set_pixel_bounds
 
     _, processor = load_model_and_processor(tiny_model)
     assert visual_tokens(processor, 112, 112) == 16

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from schemas.official import official_completion_iou, official_extract_bbox
 from schemas.profiles import PARSE_ERRORS, PROFILES
 from schemas.scoring import (
-    DEFAULT_REWARD_WEIGHTS,
     SCORING_VERSION,
-    combined_score,
     extract_choice,
     format_score,
     image_score,
@@ -22,6 +20,7 @@ from schemas.scoring import (
     score_choice,
     score_completion,
 )
+from training.rewards import DEFAULT_REWARD_WEIGHTS, combined_score
 
 S3 = [(640, 480), (1000, 500), (4000, 3000)]  # the second one's smart_resize frame is 1008x504
 T = [0.25, 0.25, 0.75, 0.75]

@@ -99,3 +99,34 @@ def test_a_single_image_needs_no_image_named():
 def test_reasoning_holding_a_reserved_tag_is_refused():
     with pytest.raises(ValueError):
         render_set(get_profile("short"), "a </answer> b", [], SIZES)
+
+
+IMAGES = [{"sha256": "a", "width": 56, "height": 56}, {"sha256": "b", "width": 84, "height": 56}]
+SINGLE_ROW = {"images": IMAGES, "target_image": 1, "target_box": B, "targets": None}
+SET_ROW = {"images": IMAGES, "target_image": None, "target_box": None,
+           "targets": [{"image": 1, "box": B}, {"image": 0, "box": A}]}
+NONE_ROW = {**SET_ROW, "targets": []}
+
+
+def test_a_rows_ground_truth_renders_from_one_home():
+    from schemas.set_answers import render_row, render_row_answer
+
+    short = get_profile("short")
+    assert render_row(SINGLE_ROW, short, "r") == short.render("r", 1, B, SIZES)
+    assert render_row(SINGLE_ROW, short, "r", image=0) == short.render("r", 0, B, SIZES)  # an equivalent image
+    assert render_row_answer(SINGLE_ROW, short) == "image 2: (500,500),(1000,1000)"
+    assert render_row_answer(SET_ROW, short) == "image 1: (0,0),(500,500); image 2: (500,500),(1000,1000)"
+    assert render_row(NONE_ROW, short, "r") == "<think>r</think><answer>none</answer>"
+
+
+def test_cot_target_keeps_the_teacher_box_for_single_rows_and_the_set_for_set_rows():
+    from training.data import cot_target
+
+    short = get_profile("short")
+    cot = {**SINGLE_ROW, "reasoning": "r", "pred_image": 1, "pred_box": [0.5, 0.5, 0.9, 0.9]}
+    assert cot_target(cot, short) == "<think>r</think><answer>image 2: (500,500),(1000,1000)</answer>"
+    assert cot_target(cot, short, "teacher") == "<think>r</think><answer>image 2: (500,500),(900,900)</answer>"
+    cot_set = {**SET_ROW, "reasoning": "r", "pred_image": None, "pred_box": None}
+    for box in ("annotation", "teacher"):  # no teacher set is stored: the ground-truth set
+        assert cot_target(cot_set, short, box) == ("<think>r</think><answer>image 1: (0,0),(500,500); "
+                                                   "image 2: (500,500),(1000,1000)</answer>")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.profiles import get_profile
-from schemas.scoring import combined_score, score_completion
+from schemas.scoring import score_completion
 from schemas.sets import score_set_completion
-from training.rewards import REWARDS, make_reward_funcs
+from training.rewards import REWARDS, combined_score, make_reward_funcs
 
 SHORT = get_profile("short")
 SIZES = [[56, 56], [56, 56], [56, 56]]
@@ -41,11 +41,11 @@ def test_set_scores_and_rewards_are_exact(targets, text, expected, reason):
     assert s.reason == reason
     columns = {"target_image": [None], "equivalent_images": [[]], "target_box": [None], "image_sizes": [SIZES],
                "targets": [targets]}
-    got = [REWARDS[name]([answer(text)], SHORT, **columns)[0] for name in ("format", "image", "iou", "no_target")]
+    got = [REWARDS[name].func([answer(text)], SHORT, **columns)[0] for name in ("format", "image", "iou", "no_target")]
     assert got == pytest.approx(list(expected))
     # the set rewards by name read the same numbers on a set row
-    assert REWARDS["set_iou"]([answer(text)], SHORT, **columns) == pytest.approx([expected[2]])
-    assert REWARDS["image_set"]([answer(text)], SHORT, **columns) == pytest.approx([expected[1]])
+    assert REWARDS["set_iou"].func([answer(text)], SHORT, **columns) == pytest.approx([expected[2]])
+    assert REWARDS["image_set"].func([answer(text)], SHORT, **columns) == pytest.approx([expected[1]])
     assert combined_score(s) == pytest.approx(0.1 * expected[0] + 0.3 * expected[1] + expected[2])
 
 
@@ -58,7 +58,7 @@ def test_a_single_target_row_scores_as_today_under_every_reward(text):
     s = score_completion(answer(text), 1, [], [0.0, 0.0, 0.5, 0.5], SIZES[:2], SHORT)
     today = {"format": float(s.format_ok), "image": float(bool(s.image_correct)), "iou": s.iou}
     for columns in (SINGLE, {**SINGLE, "targets": [None]}):  # with or without the targets column
-        got = {name: REWARDS[name]([answer(text)], SHORT, **columns)[0] for name in REWARDS}
+        got = {name: REWARDS[name].func([answer(text)], SHORT, **columns)[0] for name in REWARDS}
         assert {k: got[k] for k in today} == pytest.approx(today)
         assert (got["set_iou"], got["image_set"], got["no_target"]) == pytest.approx(
             (today["iou"], today["image"], today["format"]))
@@ -68,7 +68,7 @@ def test_unverifiable_rows_give_none_not_zero():
     columns = {"target_image": [None], "equivalent_images": [[]], "target_box": [None], "image_sizes": [SIZES],
                "targets": [[{"image": 0, "box": [0.5, 0.0, 0.1, 1.0]}, {"image": 1, "box": B}]]}  # inverted box
     for name in REWARDS:
-        assert REWARDS[name]([answer("none")], SHORT, **columns) == [None] or name == "format"
+        assert REWARDS[name].func([answer("none")], SHORT, **columns) == [None] or name == "format"
 
 
 def test_set_reward_funcs_keep_their_names_for_trl_logs():

@@ -196,8 +196,8 @@ def test_the_set_rewards_of_trls_own_columns_score_known_answers(grpo):
             [(t["target_image"], t["target_box"])]
         texts.append(render_set(short, "r", pairs, kw["image_sizes"][k]) if t["targets"] is not None
                      else short.render("r", *pairs[0], kw["image_sizes"][k]))
-    assert REWARDS["iou"](texts, short, **kw) == pytest.approx([1.0] * len(texts))
-    nones = REWARDS["no_target"](["<think>r</think><answer>none</answer>"] * len(texts), short, **kw)
+    assert REWARDS["iou"].func(texts, short, **kw) == pytest.approx([1.0] * len(texts))
+    nones = REWARDS["no_target"].func(["<think>r</think><answer>none</answer>"] * len(texts), short, **kw)
     assert nones == [float(grpo["tasks"][rid]["targets"] == []) for rid in kw["id"]]
 
 

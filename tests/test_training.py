@@ -14,7 +14,7 @@ import torch
 from schemas.errors import UserError
 from schemas.profiles import get_profile
 from training import data as tdata
-from training.models import load_model_and_processor
+from builders.models import load_model_and_processor
 from training.rewards import format_reward, image_reward, iou_reward, make_reward_funcs
 from training_util import cot_version, read_run, rl_pool_version, tasks_version
 

@@ -11,27 +11,18 @@ keys are a one-line `UserError`, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trl import GRPOConfig, ModelConfig, SFTConfig
 
+from builders.options import option, option_factory
 from schemas.errors import UserError
+from training.rewards import DEFAULT_REWARDS, REWARDS
 
-REWARD_NAMES = ("format", "image", "iou")  # the default list
-SET_REWARD_NAMES = ("set_iou", "image_set", "no_target")  # by name only (training.rewards, target sets)
 # Attention projections exist only in the language model of Qwen-VL models (the
 # vision blocks use `qkv`/`proj`), so these targets leave the vision tower alone.
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 VISION_MODULES_RE = r".*\.(visual|vision_tower|vision_model)\..*"
-
-
-def option(default, help: str, **metadata):
-    """A dataclass field with its help string (shown by --help-config)."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-def option_factory(factory, help: str):
-    return field(default_factory=factory, metadata={"help": help})
 
 
 @dataclass
@@ -167,9 +158,9 @@ class SFTRunConfig(RunDefaults, SFTConfig):
 class GRPORunConfig(RunDefaults, GRPOConfig):
     """TRL's GRPOConfig plus the choice of polyground rewards and difficulty weighting."""
 
-    reward_funcs: list[str] = option_factory(lambda: list(REWARD_NAMES),
-        f"Reward functions by name, from {', '.join(REWARD_NAMES + SET_REWARD_NAMES)}; weights in reward_weights "
-        "(default: schemas.scoring.DEFAULT_REWARD_WEIGHTS, schemas.sets.SET_REWARD_WEIGHTS).")
+    reward_funcs: list[str] = option_factory(lambda: list(DEFAULT_REWARDS),
+        f"Reward functions by name, from {', '.join(REWARDS)} (default {', '.join(DEFAULT_REWARDS)}); weights in "
+        "reward_weights (default: each reward's weight in training.rewards.REWARDS).")
     max_prompt_length: int | None = option(None,
         "Prompt tokens (visual ones included) a row may take; longer rows are refused or dropped (on_overflow), never "
         "truncated.")
@@ -183,16 +174,11 @@ class GRPORunConfig(RunDefaults, GRPOConfig):
         _resolve_precision_and_checkpointing(self)
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [r.strip() for r in self.reward_funcs.split(",") if r.strip()]
-        unknown = [r for r in self.reward_funcs if r not in REWARD_NAMES + SET_REWARD_NAMES]
+        unknown = [r for r in self.reward_funcs if r not in REWARDS]
         if unknown or not self.reward_funcs:
-            raise ValueError(f"reward_funcs {unknown or '[]'}: choose from "
-                             f"{', '.join(REWARD_NAMES + SET_REWARD_NAMES)}")
+            raise ValueError(f"reward_funcs {unknown or '[]'}: choose from {', '.join(REWARDS)}")
         if self.reward_weights is None:
-            from schemas.scoring import DEFAULT_REWARD_WEIGHTS
-            from schemas.sets import SET_REWARD_WEIGHTS
-
-            weights = {**DEFAULT_REWARD_WEIGHTS, **SET_REWARD_WEIGHTS}
-            self.reward_weights = [weights[name] for name in self.reward_funcs]
+            self.reward_weights = [REWARDS[name].weight for name in self.reward_funcs]
         if len(self.reward_weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values "
                              f"for {len(self.reward_funcs)} reward_funcs")
@@ -240,7 +226,7 @@ def config_help(types: tuple) -> str:
 
 
 def model_load_kwargs(model_args: ModelArguments) -> dict:
-    """Keyword arguments for training.models.load_model_and_processor from the model arguments."""
+    """Keyword arguments for builders.models.load_model_and_processor from the model arguments."""
     from trl import get_quantization_config
 
     kwargs = {"dtype": model_args.dtype, "min_pixels": model_args.image_min_pixels,

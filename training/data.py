@@ -25,7 +25,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from builders.student import build_prompt_messages  # the student's turn (one builder for all)
 from schemas.errors import UserError
+from schemas.rows import image_sizes, is_set_row
+from schemas.set_answers import render_row
 
 TRAINABLE_KINDS = ("cot", "tasks", "rl-pool")
 # Text that a processor would read as an image slot: a question holding one
@@ -91,13 +94,6 @@ def data_info(version, profile) -> DataInfo:
                     image_pixels=profile.budget.record() if getattr(profile, "budget", None) else None)
 
 
-def build_prompt_messages(question: str, n_images: int, profile) -> list[dict]:
-    """The user turn every trainer, generator and evaluator sends: images first, then the text."""
-    content = [{"type": "image"} for _ in range(n_images)]
-    content.append({"type": "text", "text": question + profile.prompt_suffix(n_images)})
-    return [{"role": "user", "content": content}]
-
-
 def completion_messages(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
@@ -107,7 +103,7 @@ def resolve_profile(name: str | None, table, model_type: str, processor, model_p
     (its run.json) > the model family's profile.
 
     The qwen2_5_vl frame depends on the processor's pixel bounds, so they are taken from it."""
-    from schemas.profiles import get_profile, profile_for_model
+    from schemas.profiles import get_profile, profile_for_model, takes_budget
 
     data_profiles = set()
     if "profile" in table.schema.names:
@@ -119,7 +115,7 @@ def resolve_profile(name: str | None, table, model_type: str, processor, model_p
         raise UserError(f"the completions were written in profile {data_profile!r}; "
                         f"--profile {name} would teach a format the rewards and eval do not parse")
     chosen = name or data_profile or model_profile or profile_for_model(model_type).name
-    if chosen == "qwen2_5_vl":
+    if takes_budget(chosen):
         size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
         return get_profile(chosen, size.get("shortest_edge"), size.get("longest_edge"))
     return get_profile(chosen)
@@ -142,22 +138,10 @@ def _resized_row(row: dict, sizes) -> dict:
     return {**row, "images": [{**i, "width": w, "height": h} for i, (w, h) in zip(row["images"], sizes)]}
 
 
-def _image_sizes(row: dict) -> list[list[int]]:
-    return [[i["width"], i["height"]] for i in row["images"]]
-
-
-def _set_pairs(row: dict) -> list:
-    return [(t["image"], t["box"]) for t in row["targets"]]
-
-
 def render_target(row: dict, profile, reasoning: str = "") -> str:
     """A tasks row's answer as the profile writes it (empty reasoning): SFT without a cot version.
     A set row's answer is its whole set (schemas.set_answers), "none" for an empty one."""
-    if row.get("targets") is not None:
-        from schemas.set_answers import render_set
-
-        return render_set(profile, reasoning, _set_pairs(row), _image_sizes(row))
-    return profile.render(reasoning, row["target_image"], row["target_box"], _image_sizes(row))
+    return render_row(row, profile, reasoning)
 
 
 def cot_target(row: dict, profile, box: str = "annotation") -> str:
@@ -170,12 +154,12 @@ def cot_target(row: dict, profile, box: str = "annotation") -> str:
     index and the reasoning), so one cot version serves any budget; the `completion` column is
     the rendering at the budget it was built with, kept for reading. A set row's answer is its
     ground-truth set whatever `box` says: no teacher set is stored."""
-    if row.get("targets") is not None:
-        return render_target(row, profile, row.get("reasoning") or "")
+    if is_set_row(row):
+        return render_row(row, profile, row.get("reasoning") or "")
     chosen = row.get("pred_box") if box == "teacher" else row["target_box"]
     if chosen is None:
         raise ValueError("no teacher box")
-    return profile.render(row.get("reasoning") or "", row["pred_image"], chosen, _image_sizes(row))
+    return profile.render(row.get("reasoning") or "", row["pred_image"], chosen, image_sizes(row))
 
 
 def check_reasoning_frame(version, rows: list[dict], profile) -> None:
@@ -226,12 +210,12 @@ def grpo_record(row: dict, store, profile) -> tuple[dict | None, str | None]:
         return None, why
     if row.get("targets") is not None:  # a target set: the rewards score it with schemas.sets
         return {**base, "target_image": None, "equivalent_images": [], "target_box": None,
-                "image_sizes": _image_sizes(row), "task_type": row["task_type"], "pass_rate": row.get("pass_rate"),
+                "image_sizes": image_sizes(row), "task_type": row["task_type"], "pass_rate": row.get("pass_rate"),
                 "targets": [{"image": t["image"], "box": list(t["box"])} for t in row["targets"]]}, None
     if row.get("target_box") is None or row.get("target_image") is None:
         return None, "no_box_target"  # every reward would be None: no signal
     return {**base, "target_image": row["target_image"], "equivalent_images": list(row.get("equivalent_images") or []),
-            "target_box": list(row["target_box"]), "image_sizes": _image_sizes(row),
+            "target_box": list(row["target_box"]), "image_sizes": image_sizes(row),
             "task_type": row["task_type"], "pass_rate": row.get("pass_rate"), "targets": None}, None
 
 
@@ -357,12 +341,12 @@ def row_budget(processor, sizes, room: int):
     return PixelBudget(bounds[0], lo)
 
 
-def _downscaled(record: dict, sizes, budget, remake) -> tuple[dict, list[list[int]]]:
+def _downscaled(record: dict, sizes, budget, remake) -> tuple[dict, list[tuple[int, int]]]:
     """The row remade for its images resized into `budget`: the images as bytes of exactly the
     resized size (the processor then leaves them as they are), targets rendered on those sizes."""
     from builders.images import fit
 
-    new = [list(budget.resized(w, h)) for w, h in sizes]
+    new = [budget.resized(w, h) for w, h in sizes]
     rec = remake(record, new)
     images = []
     for path, (w, h) in zip(record["images"], new):
@@ -473,7 +457,7 @@ def load_sft_dataset(store, ref: str, processor, model_type: str, profile_name: 
     check_reasoning_frame(version, rows, profile)
     by_id = {r["id"]: r for r in rows}
     records = _collect(rows, lambda r: sft_record(r, store, profile, version.kind, cot_box), info)
-    sizes = [_image_sizes(by_id[r["id"]]) for r in records]
+    sizes = [image_sizes(by_id[r["id"]]) for r in records]
 
     def remake(rec, new_sizes):
         out, _ = sft_record(_resized_row(by_id[rec["id"]], new_sizes), store, profile, version.kind, cot_box)

@@ -26,7 +26,7 @@ Metrics are fractions in 0-1 (IoUs are plain area IoU on 0-1 coordinates):
 - format_rate (the strict parse succeeded), image_acc (the target image, or an
   equivalent one, was named or fixed by the question); mc_acc and format_rate
   (a letter was found) for multiple-choice tasks; mean_reward (the GRPO reward
-  at default weights, schemas.scoring.combined_score).
+  at default weights, training.rewards.combined_score).
 Set rows (several targets, or none; schemas/rows.py `targets`) are scored by
 schemas.sets.score_set_grounding (the profile's set parse, `<think>` optional) and
 leave the single-box columns (official/strict IoU) empty; per task type they
@@ -138,7 +138,9 @@ def check_official_scorer(version, official) -> None:
 def score_prediction(task: dict, completion: str | None, profile, model: str, official=None) -> dict:
     """One PREDICTIONS record: the task's completion parsed and scored (None scores as empty)."""
     from schemas.official import MIGICIAN, official_completion_iou
-    from schemas.scoring import combined_score, extract_choice, image_fixed, score_completion, score_grounding
+    from schemas.rows import image_sizes
+    from schemas.scoring import extract_choice, image_fixed, score_completion, score_grounding
+    from training.rewards import combined_score
 
     official = official or MIGICIAN
     text = completion or ""
@@ -156,7 +158,7 @@ def score_prediction(task: dict, completion: str | None, profile, model: str, of
     problem = _frame_problem(task, meta, official)
     if problem:
         raise UserError(problem)
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
+    sizes = image_sizes(task)
     target = (task["target_image"], task["equivalent_images"], task["target_box"], sizes, profile)
     s = score_grounding(text, *target, fixed=image_fixed(meta))
     if "answer_frame" in meta or not getattr(profile, "budget", None):
@@ -175,12 +177,12 @@ def score_prediction(task: dict, completion: str | None, profile, model: str, of
 
 def _score_set(rec: dict, task: dict, text: str, profile) -> dict:
     """A set row's PREDICTIONS record (schemas.sets): eval's figure, and the reward's strict parse."""
-    from schemas.rows import target_records
-    from schemas.scoring import combined_score
+    from schemas.rows import image_sizes, target_pairs, target_records
     from schemas.sets import score_set_completion, score_set_grounding
+    from training.rewards import combined_score
 
-    sizes = [(i["width"], i["height"]) for i in task["images"]]
-    pairs = [(t["image"], t["box"]) for t in task["targets"]]
+    sizes = image_sizes(task)
+    pairs = target_pairs(task)
     s = score_set_grounding(text, pairs, sizes, profile)
     rec.update(format_ok=s.format_ok, image_correct=s.image_correct, outcome=s.outcome,
                reward=combined_score(score_set_completion(text, pairs, sizes, profile)),
@@ -238,7 +240,7 @@ def _rate_metrics(df) -> dict[str, dict]:
     import polars as pl
 
     # `reward`: the GRPO reward (default weights) each prediction would have earned; null
-    # for rows that cannot be verified (multiple choice), as schemas.scoring.combined_score.
+    # for rows that cannot be verified (multiple choice), as training.rewards.combined_score.
     exprs = [pl.len().alias("n"), pl.col("format_ok").cast(pl.Float64).mean().alias("format_rate"),
              pl.col("image_correct").cast(pl.Float64).mean().alias("image_acc"),
              pl.col("correct").cast(pl.Float64).mean().alias("mc_acc"),
@@ -454,11 +456,9 @@ def metrics_markdown(metrics: dict) -> str:
 
 
 def _chart(path: Path, metric: str, tasks: list[str], values: list[float], title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from builders.plots import figure, save_png
 
-    fig = Figure(figsize=(max(4.0, 0.7 * len(tasks) + 1.5), 3.2), dpi=100)
-    FigureCanvasAgg(fig)  # Agg only: no display, no pyplot global state
+    fig = figure((max(4.0, 0.7 * len(tasks) + 1.5), 3.2), dpi=100)
     ax = fig.add_subplot()
     ax.bar(range(len(tasks)), [100 * v for v in values], color="#4c72b0")
     ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right", fontsize=8)
@@ -466,7 +466,7 @@ def _chart(path: Path, metric: str, tasks: list[str], values: list[float], title
     ax.set_ylabel(f"{metric} (%)", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.3)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    save_png(fig, path)
 
 
 def write_report(metrics: dict, out_dir: str | Path) -> list[Path]:

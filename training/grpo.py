@@ -2,7 +2,7 @@
 
 Rewards are the shared scoring (training.rewards): format, image (MIRG-RL's
 image-level reward) and IoU on the target image (object-level), weighted by
-`reward_weights` (default schemas.scoring.DEFAULT_REWARD_WEIGHTS). TRL logs
+`reward_weights` (default training.rewards.DEFAULT_REWARD_WEIGHTS). TRL logs
 each one under `rewards/<name>_reward/mean|std`. LoRA by default (vision tower
 frozen), full-parameter with `--full`. TRL's vLLM options (`use_vllm`,
 `vllm_mode`, ...) pass straight through for GPU users.
@@ -41,8 +41,9 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     from trl import GRPOTrainer
 
     from training.data import load_grpo_dataset, open_store, open_version
-    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
-    from training.models import freeze_vision_tower, load_model_and_processor
+    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
+    from builders.models import load_model_and_processor, trained_profile
+    from training.models import freeze_vision_tower
     from training.progress import callbacks_for
     from training.rewards import make_reward_funcs
 

@@ -17,9 +17,8 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from builders.models import RUN_FILE
 from builders.store import code_version  # the one code version of the project
-
-RUN_FILE = "run.json"
 
 
 @lru_cache(maxsize=1)
@@ -64,16 +63,8 @@ def model_fingerprint(name_or_path: str) -> dict:
     return out
 
 
-def trained_profile(name_or_path: str) -> str | None:
-    """The answer profile a polyground-trained model (or adapter) learned, from its run.json."""
-    path = Path(name_or_path) / RUN_FILE
-    if not path.is_file():
-        return None
-    return (json.loads(path.read_text()).get("profile") or {}).get("name")
-
-
 def model_record(model, processor, name_or_path: str, model_args) -> dict:
-    from training.models import processor_kind
+    from builders.models import processor_kind
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

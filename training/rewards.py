@@ -25,10 +25,20 @@ image). By name, for set data:
 
 TRL logs each function's mean and std under `rewards/<name>/...`, so every
 component is visible on its own; weights are `reward_weights`.
+
+`REWARDS` is the one registry of rewards (name -> Reward: the TRL function, the
+same number from one completion's `Scores`, the default weight, whether it is in
+the default list). The GRPO config checks `reward_funcs` against it,
+`make_reward_funcs` binds from it, and eval's per-row `reward` (`combined_score`)
+sums its default ones (`DEFAULT_REWARD_WEIGHTS`: format, image, iou; the set
+rewards are chosen by name). To add a reward: write its function here and
+register it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 from schemas.scoring import format_score, image_score, iou_score, score_completion
 from schemas.sets import score_set_completion
@@ -69,6 +79,14 @@ def iou_reward(completions, profile, **columns) -> list[float | None]:
     return [iou_score(s) for s in _scores(completions, profile, columns)]
 
 
+def no_target_score(scores) -> float | None:
+    """1.0 when "none" is said exactly where the target is in no image, else 0.0 (a single row:
+    1.0 for a parsed box, since the target is there); None when the row cannot be verified."""
+    if isinstance(scores.reason, str) and scores.reason.startswith("unverifiable"):
+        return None
+    return float(bool(getattr(scores, "none_correct", scores.format_ok)))
+
+
 def set_iou_reward(completions, profile, **columns) -> list[float | None]:
     """The set IoU of a set row (a single row: its IoU); None when the row cannot be verified."""
     return [iou_score(s) for s in _scores(completions, profile, columns)]
@@ -80,21 +98,46 @@ def image_set_reward(completions, profile, **columns) -> list[float | None]:
 
 
 def no_target_reward(completions, profile, **columns) -> list[float | None]:
-    """1.0 when "none" is said exactly where the target is in no image, else 0.0 (a single row:
-    1.0 for a parsed box); None when the row cannot be verified."""
-    out = []
-    for s in _scores(completions, profile, columns):
-        if isinstance(s.reason, str) and s.reason.startswith("unverifiable"):
-            out.append(None)
-        else:
-            out.append(float(bool(getattr(s, "none_correct", s.format_ok))))
-    return out
+    """no_target_score of each completion."""
+    return [no_target_score(s) for s in _scores(completions, profile, columns)]
 
 
-REWARDS = {"format": format_reward, "image": image_reward, "iou": iou_reward}
-REWARDS.update(set_iou=set_iou_reward, image_set=image_set_reward, no_target=no_target_reward)  # target sets
+@dataclass(frozen=True)
+class Reward:
+    func: Callable  # (completions, profile, **columns) -> list[float | None], as TRL calls it
+    score: Callable  # schemas.scoring.Scores (or schemas.sets.SetScores) -> float | None: func's number for one completion
+    weight: float  # default weight (GRPO's reward_weights, eval's per-row reward)
+    default: bool = True  # in the default reward_funcs list and eval's per-row reward
+
+
+REWARDS = {
+    "format": Reward(format_reward, format_score, 0.1),
+    "image": Reward(image_reward, image_score, 0.3),
+    "iou": Reward(iou_reward, iou_score, 1.0),
+    # Target sets, by name only: format/image/iou already read set rows through the set scores.
+    "set_iou": Reward(set_iou_reward, iou_score, 1.0, default=False),
+    "image_set": Reward(image_set_reward, image_score, 0.3, default=False),
+    "no_target": Reward(no_target_reward, no_target_score, 0.3, default=False),
+}
+DEFAULT_REWARDS = [name for name, r in REWARDS.items() if r.default]
+DEFAULT_REWARD_WEIGHTS = {name: REWARDS[name].weight for name in DEFAULT_REWARDS}
 
 
 def make_reward_funcs(names: list[str], profile) -> list:
     """The named rewards with the answer profile bound (partials keep TRL's log names)."""
-    return [partial(REWARDS[name], profile=profile) for name in names]
+    return [partial(REWARDS[name].func, profile=profile) for name in names]
+
+
+def combined_score(scores, weights: dict | None = None) -> float | None:
+    """Weighted sum of registered rewards (default: the default list) of one completion's Scores
+    (or SetScores); None if unverifiable.
+
+    Unknown weight names raise: a typo in a recipe must not silently drop a term.
+    """
+    weights = DEFAULT_REWARD_WEIGHTS if weights is None else weights
+    unknown = set(weights) - set(REWARDS)
+    if unknown:
+        raise ValueError(f"unknown reward weights {sorted(unknown)}; known: {sorted(REWARDS)}")
+    if scores.iou is None:
+        return None
+    return sum(w * REWARDS[name].score(scores) for name, w in weights.items())

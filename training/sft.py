@@ -26,8 +26,9 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
     from trl import SFTTrainer
 
     from training.data import load_sft_dataset, open_store, open_version
-    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record, trained_profile
-    from training.models import freeze_vision_tower, load_model_and_processor
+    from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
+    from builders.models import load_model_and_processor, trained_profile
+    from training.models import freeze_vision_tower
     from training.progress import callbacks_for
 
     check_output_dir(training_args.output_dir)

@@ -2,10 +2,12 @@
 
 Readers only parse their format; `builders.ingest` then decodes and validates
 images, stores them by content hash, validates boxes and ids, and quarantines
-anything bad with a named reason.
+anything bad with a named reason. Every builder's rejects row is a `Reject`
+too (`Reject(...).row()`), so every rejects table is written one way.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +32,30 @@ class SourceItem:
     targets: list[tuple[int, list[float]]] | None = None
 
 
+def clean_text(value):
+    """A str that encodes as UTF-8: lone surrogates become their `\\udXXX` escape."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class Reject:
     id: str | None
     reason: str  # short snake_case, e.g. missing_image, unparsable_answer
     detail: str = ""
     record: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The rejects-table row (schemas.rows): the record as sorted JSON, every text storable."""
+        try:
+            text = json.dumps(self.record, sort_keys=True, ensure_ascii=False, default=str)
+        except (ValueError, TypeError, RecursionError):  # keys of mixed types, a cycle, a deep value
+            text = json.dumps({"repr": repr(self.record)[:2000]})
+        rid = self.id if self.id is None or isinstance(self.id, str) else str(self.id)
+        return {"id": clean_text(rid), "reason": self.reason, "detail": clean_text(self.detail),
+                "record": clean_text(text)}
