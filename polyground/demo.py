@@ -245,10 +245,10 @@ def results_table(metrics: dict) -> str:
 
 
 def plot(metrics: dict, path: Path) -> None:
-    from matplotlib.figure import Figure
+    from builders.plots import figure, save_png
 
     keys = [k for k, _ in HEADLINE if k != "mean_reward"]
-    fig = Figure(figsize=(8, 3.5))
+    fig = figure((9, 3.5), dpi=100)
     ax = fig.add_subplot()
     width = 0.8 / len(metrics)
     for i, (label, m) in enumerate(metrics.items()):
@@ -257,9 +257,9 @@ def plot(metrics: dict, path: Path) -> None:
                   fontsize=8)
     ax.set_ylabel("% on the held-out split")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 100
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
 
 
 def verdict(metrics: dict) -> str:
