@@ -1,8 +1,13 @@
 """publish: the dry-run folder loads back equal to the store; the upload path
-runs against a local fake Hub (tests/hub_server.py); the token is never written."""
+runs against a local fake Hub (tests/hub_server.py), and `datasets.load_dataset(repo,
+revision=tag)` reads the tag back through it; the token is never written."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +30,11 @@ def hub_env(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets offline mode for the real Hub
     # Not the path users get when hf-xet is installed: huggingface_hub 2.x then uploads every file
     # through Xet (hf_xet's Rust client sends chunked xorbs and shards to a CAS service named by the
-    # Hub), with no fallback to LFS; tests/hub_server.py has no CAS service, so the upload here is
-    # the LFS path users get without hf-xet (or with HF_HUB_DISABLE_XET=1). Untested: the Xet upload.
+    # Hub), with no fallback to LFS: the client decides (huggingface_hub 2.4 `_commit_api._upload_files`
+    # takes Xet whenever `is_xet_available()`, before the Hub answers anything that could steer it), and
+    # the documented way back to LFS is HF_HUB_DISABLE_XET=1. tests/hub_server.py has no CAS service, so
+    # the upload here is the LFS path users get without hf-xet (or with HF_HUB_DISABLE_XET=1).
+    # Untested: the Xet upload. (The load test's downloads carry no Xet headers: plain HTTP.)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
 
@@ -124,10 +132,6 @@ print(json.dumps({split: [f["filename"] for f in ds.cache_files] for split, ds i
 
 
 def load_from_hub(hub, repo_id: str, revision: str, tmp_path: Path) -> dict[str, list[str]]:
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"),
                HF_HUB_DISABLE_TELEMETRY="1", HF_UPDATE_DOWNLOAD_COUNTS="0",  # nothing sent beyond the test Hub
@@ -135,8 +139,6 @@ def load_from_hub(hub, repo_id: str, revision: str, tmp_path: Path) -> dict[str,
     done = subprocess.run([sys.executable, "-c", LOAD, repo_id, revision], env=env, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
     return json.loads(done.stdout.splitlines()[-1])
 
 
