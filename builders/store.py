@@ -479,11 +479,19 @@ def _hash_problem(label: str, path: Path, expected: str | None) -> str | None:
 
 
 def _pause_for_tests() -> None:
-    """With POLYGROUND_TEST_PAUSE_IN_WRITE=FILE, write FILE and wait mid-write: tests kill the process
-    there and know the kill landed inside a write (tests/test_kills.py)."""
+    """With POLYGROUND_TEST_PAUSE_IN_WRITE=FILE, stop mid-write for good: write FILE (the pid), then
+    answer a probe the test writes to FILE.probe by copying it to FILE.ack, and never return. The
+    answer proves the process was waiting inside the write when the test asked; the test kills it
+    there (tests/test_kills.py). A pause that did not wait could not answer."""
     if marker := os.environ.get("POLYGROUND_TEST_PAUSE_IN_WRITE"):
-        Path(marker).write_text(f"{os.getpid()}\n")
-        time.sleep(3600)
+        marker = Path(marker)
+        marker.write_text(f"{os.getpid()}\n")
+        probe, ack = Path(f"{marker}.probe"), Path(f"{marker}.ack")
+        while True:
+            if probe.exists() and not ack.exists():
+                Path(f"{ack}.part").write_text(probe.read_text())
+                Path(f"{ack}.part").replace(ack)  # whole or absent, never half-written
+            time.sleep(0.01)
 
 
 class Writer:

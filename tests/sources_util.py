@@ -10,20 +10,28 @@ from builders.sources.base import Reject, SourceItem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the checkout
-PLACEHOLDER_SIZE = (8, 8)  # every placeholder/fixture image is an 8x8 PNG
 
 
-def tiny_png(key: str = "", size: tuple[int, int] = PLACEHOLDER_SIZE) -> bytes:
-    """A solid-colour PNG whose colour derives from `key`, so distinct keys give distinct bytes."""
+def placeholder_size(key: str) -> tuple[int, int]:
+    """The (width, height) of `key`'s placeholder: 7..16 px a side, never square, and like its colour
+    it follows the key, so two placeholders of a test differ in size too (a width/height swap or an
+    image-order slip shows)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    width, height = 7 + digest[3] % 10, 7 + digest[4] % 10
+    return width, height + 1 if height == width else height
+
+
+def tiny_png(key: str = "", size: tuple[int, int] | None = None) -> bytes:
+    """A solid-colour PNG whose colour (and, unless given, size) derives from `key`, so distinct keys give distinct bytes."""
     from PIL import Image
 
     r, g, b = hashlib.sha256(key.encode()).digest()[:3]
     buf = io.BytesIO()
-    Image.new("RGB", size, (r, g, b)).save(buf, format="PNG")
+    Image.new("RGB", size or placeholder_size(key), (r, g, b)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def write_png(path: Path, key: str | None = None, size: tuple[int, int] = PLACEHOLDER_SIZE) -> Path:
+def write_png(path: Path, key: str | None = None, size: tuple[int, int] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(tiny_png(str(key if key is not None else path.name), size))
     return path

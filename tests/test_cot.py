@@ -34,9 +34,39 @@ def ok(root, *argv) -> str:
     return out.strip().splitlines()[-1]
 
 
+# Non-square and unequal: image k of task i is stretched to SIZES[(i + k) % 4], so a width/height swap
+# or an image-order slip moves the pixel answers a teacher is asked for and graded on. A stretch keeps
+# every normalised box (and so the annotations' positions) exact; NEAREST keeps the colours exact.
+SIZES = [(112, 70), (84, 126), (140, 98), (98, 84)]
+
+
+def stretched(items):
+    import dataclasses
+
+    from PIL import Image
+
+    for i, item in enumerate(items):
+        images = []
+        for k, data in enumerate(item.images):
+            buf = io.BytesIO()
+            Image.open(io.BytesIO(data)).resize(SIZES[(i + k) % len(SIZES)], Image.NEAREST).save(buf, format="PNG")
+            images.append(buf.getvalue())
+        yield dataclasses.replace(item, images=images)
+
+
 def make_tasks(root, n=12, family="mixed", seed=3, name="syn", kind="tasks") -> str:
-    return ok(root, "build", kind, "--source", "synthetic", "--n", str(n), "--family", family,
-              "--seed", str(seed), "--name", name, "--quiet")
+    """A tasks (or bench) version of synthetic `family` tasks, images `stretched`; its ref."""
+    from builders.ingest import ingest
+    from builders.sources.synthetic import read_synthetic
+    from schemas import rows
+
+    store = Store(root)
+    records, rejects = ingest(stretched(read_synthetic(None, n=n, seed=seed, family=family)), store, progress=False)
+    assert rejects == []
+    with store.writer(name, kind, config={"source": "synthetic", "n": n, "family": family, "seed": seed,
+                                          "sizes": SIZES}) as w:
+        w.write(rows.to_table(records, kind), rows.to_table(rejects, "rejects"))
+    return w.version.ref
 
 
 def teacher(root, url, name, *extra, tasks="syn", model="teacher-a") -> list[str]:

@@ -2,8 +2,10 @@
 
 Each child is the real CLI (`python -m polyground`) run with
 POLYGROUND_TEST_PAUSE_IN_WRITE=FILE: the store writer writes FILE after
-data.arrow and waits (builders/store.py). The test waits for FILE, checks the
-child is alive, kills it there, and checks that
+data.arrow and stops there for good, answering a probe (builders/store.py).
+The test waits for FILE, writes a fresh nonce to FILE.probe, waits for the
+child to copy it to FILE.ack (only a child waiting inside the write can),
+checks it is still alive with no version visible, kills it there, and checks that
 - the kill landed: exit -SIGKILL, a temp folder holding data.arrow exists;
 - no version of that name is visible (nothing half-written can be read);
 - a rerun (in process) gives the same rows and the same id as an uninterrupted
@@ -30,25 +32,35 @@ pytestmark = pytest.mark.slow  # one CLI subprocess per case (~3-5 s of imports 
 
 
 def kill_inside_write(root: Path, name: str, argv: list[str]) -> None:
+    from builders.store import Store
+
     marker = root.parent / f"paused-{name}"
     env = dict(os.environ, PYTHONPATH=str(REPO), POLYGROUND_TEST_PAUSE_IN_WRITE=str(marker))
     proc = subprocess.Popen([sys.executable, "-m", "polyground", "--store", str(root), *argv], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    probe, ack = Path(f"{marker}.probe"), Path(f"{marker}.ack")
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
             assert proc.poll() is None, f"the child ended before the write: {proc.stderr.read()[-500:]}"
             assert time.monotonic() < deadline, "the child never reached the write"
             time.sleep(0.02)
-        assert proc.poll() is None  # alive, inside the write
+        nonce = os.urandom(8).hex()  # written after the marker: an answer can only come from a waiting child
+        Path(f"{probe}.part").write_text(nonce)
+        Path(f"{probe}.part").replace(probe)
+        while not ack.exists():
+            assert proc.poll() is None, "the child left the write instead of waiting in it"
+            assert time.monotonic() < deadline, "the child never answered the probe from inside the write"
+            time.sleep(0.02)
+        assert ack.read_text() == nonce
+        assert proc.poll() is None  # alive, and it never leaves the pause
+        assert Store(root).versions(name) == []  # nothing visible while it waits
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     temps = list((root / "datasets" / name).glob(".tmp-*"))
     assert any((t / "data.arrow").is_file() for t in temps), "no half-written version: the kill missed the write"
-    from builders.store import Store
-
     assert Store(root).versions(name) == []
     with pytest.raises(Exception, match="no dataset named"):
         Store(root).resolve(name)

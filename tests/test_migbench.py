@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from sources_util import FIXTURES, SHARED, PLACEHOLDER_SIZE, reasons, split, tiny_png, write_json
+from sources_util import FIXTURES, SHARED, reasons, split, tiny_png, write_json
 
 from builders.sources.migbench import describe_source, detect_frame, read_migbench
 from builders.sources.words import directive_target, statement_target
@@ -199,21 +199,22 @@ def _expected_target(rec: dict) -> tuple[int, list[int]]:
 
 
 def _with_placeholders(tmp_path, real) -> tuple[list[dict], object]:
-    """A copy of a real file with an 8x8 PNG placeholder at every path it references."""
+    """A copy of a real file with a PNG placeholder at every path it references: two of them,
+    non-square and of unequal sizes, taken in turn."""
     records = json.loads(real.read_text())
     root = tmp_path / "mig"
     root.mkdir()
     (root / real.name).write_bytes(real.read_bytes())
-    placeholder = tiny_png("placeholder", PLACEHOLDER_SIZE)
-    for p in {p for r in records for p in r["images"]}:
+    placeholders = [tiny_png("placeholder-a", (12, 8)), tiny_png("placeholder-b", (9, 14))]
+    for i, p in enumerate(sorted({p for r in records for p in r["images"]})):
         (root / p).parent.mkdir(parents=True, exist_ok=True)
-        (root / p).write_bytes(placeholder)
+        (root / p).write_bytes(placeholders[i % 2])
     return records, root
 
 
 @pytest.mark.skipif(not REAL.is_file(), reason="../shared/data/mig-bench is not available here")
 def test_real_file_every_item_has_a_target_or_an_explained_reject(tmp_path):
-    """All 4,295 real items, with an 8x8 PNG placeholder at every referenced path."""
+    """All 4,295 real items, with a small PNG placeholder at every referenced path."""
     records, root = _with_placeholders(tmp_path, REAL)
     items, rejects = split(read_migbench(root))
     assert len(items) == len(records) == 4295 and rejects == []

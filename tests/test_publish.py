@@ -1,8 +1,13 @@
 """publish: the dry-run folder loads back equal to the store; the upload path
-runs against a local fake Hub (tests/hub_server.py); the token is never written."""
+runs against a local fake Hub (tests/hub_server.py), and `datasets.load_dataset(repo,
+revision=tag)` reads the tag back through it; the token is never written."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +30,11 @@ def hub_env(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets offline mode for the real Hub
     # Not the path users get when hf-xet is installed: huggingface_hub 2.x then uploads every file
     # through Xet (hf_xet's Rust client sends chunked xorbs and shards to a CAS service named by the
-    # Hub), with no fallback to LFS; tests/hub_server.py has no CAS service, so the upload here is
-    # the LFS path users get without hf-xet (or with HF_HUB_DISABLE_XET=1). Untested: the Xet upload.
+    # Hub), with no fallback to LFS: the client decides (huggingface_hub 2.4 `_commit_api._upload_files`
+    # takes Xet whenever `is_xet_available()`, before the Hub answers anything that could steer it), and
+    # the documented way back to LFS is HF_HUB_DISABLE_XET=1. tests/hub_server.py has no CAS service, so
+    # the upload here is the LFS path users get without hf-xet (or with HF_HUB_DISABLE_XET=1).
+    # Untested: the Xet upload. (The load test's downloads carry no Xet headers: plain HTTP.)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
 
@@ -110,11 +118,55 @@ def test_upload_one_commit_then_tag(store, tmp_path, hub, capsys):
     assert set(hub.auth_headers) - {""} == {f"Bearer {TOKEN}"}
     out = capsys.readouterr().out
     assert out.splitlines()[-1].startswith(f"published {tasks.ref} to {hub.url}/datasets/me/toy at tag {tasks.id}")
-    # what the tag holds, written out, loads as exactly this version
-    for path, data in sent.items():
-        (tmp_path / "pulled" / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "pulled" / path).write_bytes(data)
-    assert_equals_store(load_folder(tmp_path / "pulled", tmp_path), tasks, store)
+
+
+# A user's process: HF_ENDPOINT names the Hub, no offline switch, its own cache. It runs apart from
+# the suite's process because huggingface_hub and datasets read HF_ENDPOINT and HF_HUB_OFFLINE when
+# imported; it prints the splits and the Arrow files datasets built.
+LOAD = """
+import json, sys
+import datasets
+dd = datasets.load_dataset(sys.argv[1], revision=sys.argv[2])
+print(json.dumps({split: [f["filename"] for f in ds.cache_files] for split, ds in dd.items()}))
+"""
+
+
+def load_from_hub(hub, repo_id: str, revision: str, tmp_path: Path) -> dict[str, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"),
+               HF_HUB_DISABLE_TELEMETRY="1", HF_UPDATE_DOWNLOAD_COUNTS="0",  # nothing sent beyond the test Hub
+               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    done = subprocess.run([sys.executable, "-c", LOAD, repo_id, revision], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_load_dataset_reads_the_tag_through_the_hub(store, tmp_path, hub):
+    """`datasets.load_dataset(repo, revision=tag)` against the test Hub returns the tagged version,
+    not what main holds after a later publish; LFS bytes come from the CDN without the token."""
+    import datasets
+
+    first = make_tasks(store, n=4)
+    later = make_tasks(store, name="other", n=3)
+    publish(store, first.ref, "me/toy", endpoint=hub.url, private=True)
+    publish(store, later.ref, "me/toy", endpoint=hub.url)
+    repo = hub.repos["me/toy"]
+    commit = repo.tags[first.id]
+    assert repo.branches["main"] == repo.tags[later.id] != commit
+    shard = repo.commit(commit).tree["data/train-00000-of-00001.parquet"]
+    asked = len(hub.requests)
+
+    built = load_from_hub(hub, "me/toy", first.id, tmp_path)
+    assert list(built) == ["train"] and len(built["train"]) == 1
+    assert f"/{commit}/" in built["train"][0]  # datasets pinned the tag's commit
+    assert_equals_store(datasets.Dataset.from_file(built["train"][0]), first, store)
+    resolved = [p for m, p in hub.requests[asked:] if "/resolve/" in p or "/tree/" in p or "/revision/" in p]
+    assert resolved and all(f"/{first.id}/" in p or f"/{commit}/" in p or p.endswith(f"/{commit}")
+                            for p in resolved), resolved
+    assert hub.unrouted == []
+    lfs_gets = [(p, auth) for m, p, auth in hub.cdn_requests if m == "GET"]
+    assert lfs_gets == [(f"/lfs/{hashlib.sha256(shard).hexdigest()}", "")]  # the tag's shard; no token off the Hub
 
 
 def test_stale_files_are_deleted_in_the_same_commit(store, tmp_path, hub):
