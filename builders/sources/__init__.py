@@ -20,6 +20,7 @@ READERS = {
     "blink": "builders.sources.blink:read_blink",
     "mmiu": "builders.sources.mmiu:read_mmiu",
     "jsonl": "builders.sources.jsonl:read_jsonl",
+    "mcbench": "builders.sources.mcbench:read_mcbench",
 }
 NEEDS_NO_PATH = {"synthetic"}
 
