@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from right_model import red_tasks, short_score
-from training_util import read_run
+from training_util import read_run, recorded_rewards
 
 pytestmark = pytest.mark.slow  # the right model (once a session) plus 3 GRPO steps
 
@@ -26,39 +26,18 @@ def grpo_run(right_model, tmp_path_factory):
     import contextlib
     import io
 
-    import training.rewards as rewards
     from builders.store import Store
     from polyground.cli import main
 
     store = Store(tmp_path_factory.mktemp("grpo") / "store")
     tasks = red_tasks(store, "rl", n=8, seed=11)
-    calls = []
-    real = rewards.make_reward_funcs
-
-    def recording(names, profile):
-        def wrap(func, name):
-            def recorded(completions, **kwargs):
-                out = func(completions, **kwargs)
-                calls.append({"name": name, "completions": completions, "kwargs": kwargs, "rewards": list(out)})
-                return out
-
-            recorded.__name__ = func.func.__name__  # TRL logs rewards under the function's name
-            return recorded
-
-        return [wrap(f, n) for f, n in zip(real(names, profile), names)]
-
     out = tmp_path_factory.mktemp("grpo-out") / "adapter"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(rewards, "make_reward_funcs", recording)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = main(["--store", str(store.root), "train", "grpo", "--data", tasks.ref, "--model", str(right_model),
-                         "--output", str(out), "--max_steps", "3", "--num_generations", "4",
-                         "--per_device_train_batch_size", "8", "--max_completion_length", "32", "--temperature", "1.0",
-                         "--learning_rate", "1e-2", "--reward_funcs", "format", "image", "iou", "--reward_weights",
-                         "0.1", "0.3", "1.0", "--seed", "0", "--disable_tqdm", "true"])
-    finally:
-        mp.undo()
+    with recorded_rewards() as calls, contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--store", str(store.root), "train", "grpo", "--data", tasks.ref, "--model", str(right_model),
+                     "--output", str(out), "--max_steps", "3", "--num_generations", "4",
+                     "--per_device_train_batch_size", "8", "--max_completion_length", "32", "--temperature", "1.0",
+                     "--learning_rate", "1e-2", "--reward_funcs", "format", "image", "iou", "--reward_weights",
+                     "0.1", "0.3", "1.0", "--seed", "0", "--disable_tqdm", "true"])
     assert code == 0
     return {"store": store, "tasks": {t["id"]: t for t in tasks.table().to_pylist()}, "calls": calls, "out": out}
 

@@ -17,7 +17,7 @@ import pytest
 from sources_util import FIXTURES
 
 from schemas.boxes import iou
-from training_util import read_run
+from training_util import read_run, recorded_rewards
 
 SETS = FIXTURES / "sets" / "tasks.jsonl"
 SET_IDS = [f"s{i}" for i in range(4, 10)]
@@ -129,35 +129,15 @@ def test_independent_recount_agrees_on_literal_answers():
 
 @pytest.fixture(scope="module")
 def grpo(built, sft, tmp_path_factory):
-    import training.rewards as rewards
     from polyground.cli import main
 
-    calls, real = [], rewards.make_reward_funcs
-
-    def recording(names, profile):
-        def wrap(func, name):
-            def recorded(completions, **kwargs):
-                out = func(completions, **kwargs)
-                calls.append({"name": name, "completions": completions, "kwargs": kwargs, "rewards": list(out)})
-                return out
-
-            recorded.__name__ = func.func.__name__
-            return recorded
-
-        return [wrap(f, n) for f, n in zip(real(names, profile), names)]
-
     out = tmp_path_factory.mktemp("sets-grpo") / "adapter"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(rewards, "make_reward_funcs", recording)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = main(["--store", str(built.root), "train", "grpo", "--data", "sets", "--model", str(sft),
-                         "--output", str(out), "--max_steps", "2", "--num_generations", "2",
-                         "--per_device_train_batch_size", "4", "--max_completion_length", "12", "--temperature", "1.0",
-                         "--reward_funcs", "format", "image", "iou", "set_iou", "no_target", "--seed", "0",
-                         "--disable_tqdm", "true"])
-    finally:
-        mp.undo()
+    with recorded_rewards() as calls, contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--store", str(built.root), "train", "grpo", "--data", "sets", "--model", str(sft),
+                     "--output", str(out), "--max_steps", "2", "--num_generations", "2",
+                     "--per_device_train_batch_size", "4", "--max_completion_length", "12", "--temperature", "1.0",
+                     "--reward_funcs", "format", "image", "iou", "set_iou", "no_target", "--seed", "0",
+                     "--disable_tqdm", "true"])
     assert code == 0
     return {"calls": calls, "out": out, "tasks": {t["id"]: t for t in built.resolve("sets").table().to_pylist()}}
 

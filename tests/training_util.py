@@ -6,6 +6,7 @@ tested on their own.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -109,3 +110,35 @@ def run_cli(*argv: str, env_extra: dict | None = None, timeout: int = 300) -> su
 
 def read_run(output: Path) -> dict:
     return json.loads((Path(output) / "run.json").read_text())
+
+
+@contextlib.contextmanager
+def recorded_rewards():
+    """Every reward call GRPO makes in the block, as dicts: name, completions, kwargs, rewards returned.
+
+    training.rewards.make_reward_funcs is wrapped, so TRL calls the real functions and the test
+    sees exactly what each one was given and gave back."""
+    import pytest
+
+    from training import rewards
+
+    calls, real = [], rewards.make_reward_funcs
+
+    def recording(names, profile):
+        def wrap(func, name):
+            def recorded(completions, **kwargs):
+                out = func(completions, **kwargs)
+                calls.append({"name": name, "completions": completions, "kwargs": kwargs, "rewards": list(out)})
+                return out
+
+            recorded.__name__ = func.func.__name__  # TRL logs rewards under the function's name
+            return recorded
+
+        return [wrap(f, n) for f, n in zip(real(names, profile), names)]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rewards, "make_reward_funcs", recording)
+    try:
+        yield calls
+    finally:
+        mp.undo()
