@@ -33,6 +33,8 @@ def overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
+        if key in ("seed", "validation"):
+            raise SystemExit(f"--set {pair}: use --seeds / --validation")
         if key not in types:
             raise SystemExit(f"--set {pair}: no DemoConfig field {key!r} (fields: {', '.join(types)})")
         kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(types[key], str)

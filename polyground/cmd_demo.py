@@ -10,11 +10,14 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="the whole loop on synthetic data and a tiny local model, offline, on CPU")
     p.add_argument("--out", default="polyground-demo", help="folder for the store, models and report")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the model and training")
-    p.add_argument("--sft-steps", type=int, help="SFT steps (default 550)")
-    p.add_argument("--grpo-steps", type=int, help="GRPO steps (default 40)")
-    p.add_argument("--n-train", type=int, help="training tasks (default 2000)")
-    p.add_argument("--n-bench", type=int, help="held-out tasks (default 200)")
-    p.add_argument("--n-rl", type=int, help="tasks sampled for the RL pool (default 64)")
+    from polyground.demo import DemoConfig
+
+    d = DemoConfig()  # the defaults are written once, there
+    p.add_argument("--sft-steps", type=int, help=f"SFT steps (default {d.sft_steps})")
+    p.add_argument("--grpo-steps", type=int, help=f"GRPO steps (default {d.grpo_steps})")
+    p.add_argument("--n-train", type=int, help=f"tasks the demo's teacher is asked about (default {d.n_train})")
+    p.add_argument("--n-bench", type=int, help=f"held-out tasks (default {d.n_bench})")
+    p.add_argument("--n-rl", type=int, help=f"tasks sampled for the RL pool (default {d.n_rl})")
     add_config_option(p)
     p.set_defaults(func=run)
 

@@ -4,8 +4,10 @@ Every step is the real CLI command a user would type, run in-process, so the
 demo exercises exactly what the README documents:
 
   model tiny -> build tasks (train, rl) + build bench (held out, another seed)
-  -> build cot --mode annotations -> train sft (full: a from-scratch tiny model
-  learns only with full-parameter SFT) -> build rl-pool with the SFT policy
+  -> build cot against the loopback teacher (demo_teacher.py: loose boxes, some
+  wrong images; `teacher=False`: --mode annotations) -> train sft on the
+  teacher's own boxes (full: a from-scratch tiny model learns only with
+  full-parameter SFT) -> build rl-pool with the SFT policy
   -> train grpo (LoRA) -> merge, and, as a control, train sft for the same
   minutes from the SFT checkpoint -> eval of base, SFT, GRPO and control on
   the held-out split -> report.md + report.png with lineage.
@@ -65,19 +67,22 @@ def into_log(logfile):
     from training import progress
 
     sys.stderr.flush()
-    saved = os.dup(2)
-    terminal = os.fdopen(os.dup(saved), "w")
-    os.dup2(logfile.fileno(), 2)
-    progress.STREAM = terminal
+    saved, before = os.dup(2), progress.STREAM
+    terminal = None
     try:
+        terminal = os.fdopen(os.dup(saved), "w")
+        os.dup2(logfile.fileno(), 2)
+        progress.STREAM = terminal
         with contextlib.redirect_stderr(logfile):
             yield
     finally:
-        logfile.flush()
-        os.dup2(saved, 2)
+        os.dup2(saved, 2)  # first: whatever fails below, stderr is the terminal again
         os.close(saved)
-        progress.STREAM = None
-        terminal.close()
+        progress.STREAM = before
+        with contextlib.suppress(OSError):
+            logfile.flush()
+        if terminal is not None:
+            terminal.close()
 
 
 class Runner:
@@ -100,9 +105,11 @@ class Runner:
         with open(self.log_path, "a") as logfile:
             logfile.write(f"\n== {title}: polyground {' '.join(argv)}\n")
             logfile.flush()
-            with into_log(logfile), contextlib.redirect_stdout(out):
-                code = run(["--store", str(self.store), *argv])
-            logfile.write(out.getvalue().rstrip("\n") + "\n")
+            try:
+                with into_log(logfile), contextlib.redirect_stdout(out):
+                    code = run(["--store", str(self.store), *argv])
+            finally:  # a failed command's output is what its log is for
+                logfile.write(out.getvalue().rstrip("\n") + "\n")
         seconds = time.perf_counter() - start
         self.timings.append((title, seconds))
         if code:
@@ -222,7 +229,7 @@ def evaluate_models(run: Runner, cfg: DemoConfig, refs: dict, models: dict, out:
     metrics = {}
     for label, folder in models.items():
         report = out / "eval" / label
-        run(f"eval {label} on the held-out split", "eval", "--bench", refs["bench"], "--model", str(folder),
+        run(f"eval {label} on the {split_name(cfg)} split", "eval", "--bench", refs["bench"], "--model", str(folder),
             "--model-name", f"demo-{label}", "--profile", cfg.profile, "--max-tokens", str(cfg.max_tokens),
             "--batch-size", "50", "--output", str(report))
         metrics[label] = json.loads((report / "metrics.json").read_text())
@@ -244,7 +251,11 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(metrics: dict, path: Path) -> None:
+def split_name(cfg: DemoConfig) -> str:
+    return "validation" if cfg.validation else "held-out"
+
+
+def plot(metrics: dict, path: Path, split: str = "held-out") -> None:
     from builders.plots import figure, save_png
 
     keys = [k for k, _ in HEADLINE if k != "mean_reward"]
@@ -255,14 +266,14 @@ def plot(metrics: dict, path: Path) -> None:
         ax.bar([x + i * width for x in range(len(keys))], [100 * m["overall"][k] for k in keys], width, label=label)
     ax.set_xticks([x + width * (len(metrics) - 1) / 2 for x in range(len(keys))], [n for k, n in HEADLINE[:-1]],
                   fontsize=8)
-    ax.set_ylabel("% on the held-out split")
+    ax.set_ylabel(f"% on the {split} split")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 100
     fig.tight_layout()
     save_png(fig, path)
 
 
-def verdict(metrics: dict) -> str:
+def verdict(metrics: dict, split: str = "held-out") -> str:
     """What GRPO added, credited only beyond the better of SFT and the equal-time SFT control,
     on Acc@0.5 and on mean IoU (what the IoU reward optimises)."""
     lines = []
@@ -270,7 +281,7 @@ def verdict(metrics: dict) -> str:
         v = {k: 100 * m["overall"][key] for k, m in metrics.items()}
         # A control that lost ground must not inflate GRPO: credit what beats both alternatives.
         credit = v["grpo"] - max(v["control"], v["sft"])
-        lines.append(f"Held-out {name}: SFT took it from {v['base']:.1f} (base) to {v['sft']:.1f}; GRPO moved it by "
+        lines.append(f"{split.capitalize()} {name}: SFT took it from {v['base']:.1f} (base) to {v['sft']:.1f}; GRPO moved it by "
                      f"{v['grpo'] - v['sft']:+.1f} points, the control (the same minutes of more SFT) by "
                      f"{v['control'] - v['sft']:+.1f}; " +
                      (f"GRPO is credited with {credit:+.1f} points over the better of SFT and the control."
@@ -302,13 +313,14 @@ def lineage(store_root: Path, refs: dict, models: dict) -> list[str]:
 
 
 def write_report(out: Path, cfg: DemoConfig, refs: dict, models: dict, metrics: dict, timings, store: Path) -> Path:
-    plot(metrics, out / "report.png")
+    split = split_name(cfg)
+    plot(metrics, out / "report.png", split)
     total = sum(s for _, s in timings)
     parts = [
         "# polyground demo report", "",
         f"Seed {cfg.seed}; config `{json.dumps(asdict(cfg))}`.", "",
-        "Held-out split: " + f"`{refs['bench']}` (locate_red, another seed; no image shared with training).", "",
-        results_table(metrics), "", "![metrics](report.png)", "", verdict(metrics), "",
+        f"{split.capitalize()} split: `{refs['bench']}` (locate_red, another seed; no image shared with training).",
+        "", results_table(metrics), "", "![metrics](report.png)", "", verdict(metrics, split), "",
     ]
     if refs.get("rl_pool_failed"):
         parts += [f"**Failed stage**: {refs['rl_pool_failed']}.", ""]
@@ -325,6 +337,7 @@ def write_report(out: Path, cfg: DemoConfig, refs: dict, models: dict, metrics: 
 def run_demo(cfg: DemoConfig, out: Path, store: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     store = store or out / "store"
+    (out / "demo.log").write_text("")  # this run's log only
     run = Runner(store, out / "demo.log")
     log(f"polyground demo, seed {cfg.seed}: the commands' own output goes to {out / 'demo.log'}")
     start = time.perf_counter()
@@ -334,7 +347,7 @@ def run_demo(cfg: DemoConfig, out: Path, store: Path | None = None) -> Path:
     report = write_report(out, cfg, refs, models, metrics, run.timings, store)
     print(results_table(metrics))
     print()
-    print(verdict(metrics))
+    print(verdict(metrics, split_name(cfg)))
     if refs.get("rl_pool_failed"):
         print(f"failed stage: {refs['rl_pool_failed']}.")
     print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")

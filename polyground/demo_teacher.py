@@ -112,12 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            return self._send(404, {"error": {"message": f"no route {self.path}"}})
         try:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
             payload = self.server.teacher.complete(json.loads(body))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OSError) as e:  # OSError: PIL cannot read a sent image
             return self._send(400, {"error": {"message": f"bad request: {e}"}})
         self._send(200, payload)
 

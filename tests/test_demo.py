@@ -108,3 +108,20 @@ def test_demo_end_to_end_small(tmp_path):
     versions = store.versions()
     assert {v.name for v in versions} >= {"demo-heldout", "demo-train", "demo-rl-tasks", "demo-cot"}
     assert all(store.verify(v) == [] for v in versions)
+
+
+def test_into_log_puts_stderr_back_when_the_step_fails(tmp_path):
+    import os
+
+    import training.progress as progress
+    from polyground.demo import into_log
+
+    before, stream = os.fstat(2), progress.STREAM
+    with open(tmp_path / "demo.log", "a") as logfile:
+        with pytest.raises(RuntimeError):
+            with into_log(logfile):
+                os.write(2, b"library noise\n")
+                raise RuntimeError("a step failed")
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino) and progress.STREAM is stream
+    assert (tmp_path / "demo.log").read_text() == "library noise\n"

@@ -13,6 +13,7 @@ weight, not a reward scale.
 """
 from __future__ import annotations
 
+from schemas.errors import UserError
 from training.configs import (
     DataArguments, GRPORunConfig, ModelArguments, apply_cpu_threads, as_record, lora_config, model_load_kwargs,
 )
@@ -47,6 +48,8 @@ def main(data_args: DataArguments, training_args: GRPORunConfig, model_args: Mod
     from training.progress import callbacks_for
     from training.rewards import make_reward_funcs
 
+    if data_args.cot_box != "annotation":  # GRPO scores against the annotation; it renders no answer
+        raise UserError("cot_box applies to SFT on cot rows; GRPO rewards always read the annotation's target")
     check_output_dir(training_args.output_dir)
     apply_cpu_threads(training_args)
     store = open_store(data_args.store)

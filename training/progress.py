@@ -42,8 +42,11 @@ class ProgressLine(TrainerCallback):
         left = f", ~{_clock(elapsed / done * (total - done))} left" if done and total > done else ""
         text = f"\r   {self.label}: step {done}/{total}{self.value} · {_clock(elapsed)}{left}"
         stream = STREAM or sys.stderr
-        if not end and not stream.isatty():
-            return  # a log file or a pipe gets the final line only
+        if not stream.isatty():
+            if end:  # a log file or a pipe gets the final line only, as a plain line
+                stream.write(text.lstrip("\r") + end)
+                stream.flush()
+            return
         stream.write(text.ljust(72) + end)
         stream.flush()
         self.last = time.perf_counter()

@@ -125,7 +125,8 @@ def read_mcbench(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
     images = {im["id"]: im for im in data["images"] if isinstance(im, dict) and _is_int(im.get("id"))}
     by_text = defaultdict(list)
     for ann in data["annotations"]:
-        by_text[ann.get("text_id") if isinstance(ann, dict) else None].append(ann)
+        tid = ann.get("text_id") if isinstance(ann, dict) else None
+        by_text[tid if _is_int(tid) else None].append(ann)  # an unhashable or odd id: an orphan, rejected below
     seen = set()
     for n, desc in enumerate(data["descriptions"]):
         did = desc.get("id") if isinstance(desc, dict) else None
@@ -196,6 +197,8 @@ def _target(ann: object, ids: list, images: dict) -> tuple[int, list[float]] | t
     if not isinstance(ann, dict):
         return "malformed_record", f"an annotation is a {type(ann).__name__}"
     iid, box = ann.get("image_id"), ann.get("bbox")
+    if not _is_int(iid):
+        return "malformed_record", f"annotation {ann.get('id')}: image_id {str(iid)[:60]} is not an integer"
     if iid not in images:
         return "unknown_image_id", f"annotation {ann.get('id')}: image_id {iid!r} has no entry in 'images'"
     if iid not in ids:
