@@ -154,12 +154,12 @@ def cot_target(row: dict, profile, box: str = "annotation") -> str:
     index and the reasoning), so one cot version serves any budget; the `completion` column is
     the rendering at the budget it was built with, kept for reading. A set row's answer is its
     ground-truth set whatever `box` says: no teacher set is stored."""
-    if is_set_row(row):
-        return render_row(row, profile, row.get("reasoning") or "")
-    chosen = row.get("pred_box") if box == "teacher" else row["target_box"]
-    if chosen is None:
-        raise ValueError("no teacher box")
-    return profile.render(row.get("reasoning") or "", row["pred_image"], chosen, image_sizes(row))
+    reasoning = row.get("reasoning") or ""
+    if box == "teacher" and not is_set_row(row):
+        if row.get("pred_box") is None:
+            raise ValueError("no teacher box")
+        return profile.render(reasoning, row["pred_image"], row["pred_box"], image_sizes(row))
+    return render_row(row, profile, reasoning, image=row.get("pred_image"))
 
 
 def check_reasoning_frame(version, rows: list[dict], profile) -> None:
@@ -188,7 +188,7 @@ def sft_record(row: dict, store, profile, kind: str, cot_box: str = "annotation"
         return None, why
     if kind == "cot":
         single = row.get("pred_image") is not None and row.get("target_box") is not None
-        if not row.get("completion") or not (single or row.get("targets") is not None):
+        if not row.get("completion") or not (single or is_set_row(row)):
             return None, "no_completion"
         try:
             text = cot_target(row, profile, cot_box)
@@ -208,7 +208,7 @@ def grpo_record(row: dict, store, profile) -> tuple[dict | None, str | None]:
     base, why = _row_base(row, store, profile)
     if why:
         return None, why
-    if row.get("targets") is not None:  # a target set: the rewards score it with schemas.sets
+    if is_set_row(row):  # a target set: the rewards score it with schemas.sets
         return {**base, "target_image": None, "equivalent_images": [], "target_box": None,
                 "image_sizes": image_sizes(row), "task_type": row["task_type"], "pass_rate": row.get("pass_rate"),
                 "targets": [{"image": t["image"], "box": list(t["box"])} for t in row["targets"]]}, None

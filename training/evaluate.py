@@ -138,7 +138,7 @@ def check_official_scorer(version, official) -> None:
 def score_prediction(task: dict, completion: str | None, profile, model: str, official=None) -> dict:
     """One PREDICTIONS record: the task's completion parsed and scored (None scores as empty)."""
     from schemas.official import MIGICIAN, official_completion_iou
-    from schemas.rows import image_sizes
+    from schemas.rows import image_sizes, is_set_row
     from schemas.scoring import extract_choice, image_fixed, score_completion, score_grounding
     from training.rewards import combined_score
 
@@ -151,7 +151,7 @@ def score_prediction(task: dict, completion: str | None, profile, model: str, of
         letter = extract_choice(text, len(task["choices"]))
         rec.update(pred_choice=letter, format_ok=letter is not None, correct=letter == task.get("answer"))
         return rec
-    if task.get("targets") is not None:
+    if is_set_row(task):
         return _score_set(rec, task, text, profile)
     meta = _meta(task)
     truth, frame = official_truth(task, meta)
