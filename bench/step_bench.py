@@ -429,7 +429,7 @@ def direct_records(method: str, store, ref: str, profile) -> list[dict]:
             rec.update(target_image=r["target_image"], equivalent_images=list(r["equivalent_images"] or []),
                        target_box=list(r["target_box"]),
                        image_sizes=[[i["width"], i["height"]] for i in r["images"]], task_type=r["task_type"],
-                       pass_rate=r["pass_rate"])
+                       pass_rate=r["pass_rate"], targets=r.get("targets"))  # null: one target (issue 18)
         out.append(rec)
     return out
 
