@@ -253,12 +253,13 @@ def test_two_processes_committing_at_once_both_land(tmp_path):
 
 
 def test_a_failing_card_renderer_does_not_lose_the_build(store, monkeypatch, capsys):
-    import builders.cards
+    import builders.publish.cards
 
     def broken(*_args):
         raise RuntimeError("template bug")
 
-    monkeypatch.setattr(builders.cards, "render_card", broken)
+    monkeypatch.setattr(builders.publish.cards, "render_card", broken)
     v = write_version(store)
     assert "template bug" in capsys.readouterr().err
     assert v.ref in (v.path / "README.md").read_text() and store.verify(v) == []
+
