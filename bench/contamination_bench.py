@@ -3,7 +3,7 @@
 Generates `--n` distinct images (photo-like 1/f textures, gradients, blurred
 noise, each with 3-14 shapes; and a `sparse` kind: a plain background with one
 or two shapes, the hard case), hashes them as a bench split would be
-(builders.perceptual, every symmetric crop variant), then:
+(builders.store.perceptual, every symmetric crop variant), then:
 
 - recall: for `--copies` of them, each transformed copy (JPEG quality change,
   PNG, resize 0.5x / 2x / non-uniform, symmetric crops of 1-8% per side,
@@ -121,7 +121,7 @@ COPIES = {  # name -> (what a copy is, covered by the design: re-encode, resize,
 def main() -> None:
     from PIL import Image
 
-    from builders import perceptual as ph
+    from builders.store import perceptual as ph
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=3000, help="distinct images")

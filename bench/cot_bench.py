@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_tasks(store, n: int) -> list[dict]:
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.synthetic import read_synthetic
 
     records, _ = ingest(read_synthetic(None, n=n, seed=0, family="locate_red"), store, progress=False)
@@ -60,7 +60,7 @@ def transport_floor(url: str, payload: bytes, n: int, concurrency: int) -> dict[
     import aiohttp
     import httpx2
 
-    from builders.client import EndpointClient
+    from builders.inference.endpoint import EndpointClient
 
     headers = {"Content-Type": "application/json"}
 
@@ -96,8 +96,8 @@ def transport_floor(url: str, payload: bytes, n: int, concurrency: int) -> dict[
 def run(args) -> None:
     import openai  # noqa: F401  (imported before timing: its import is not per-request work)
 
-    from builders.cache import ResponseCache
-    from builders.client import EndpointClient, Request
+    from builders.inference.cache import ResponseCache
+    from builders.inference.endpoint import EndpointClient, Request
     from builders.cot import CotConfig, gate, load_template, teacher_messages
     from builders.store import Store
     from schemas.profiles import get_profile

@@ -74,7 +74,7 @@ def measure(fn) -> tuple[object, float, int]:
 def ingest_figures(path: Path) -> tuple[float, float]:
     """(rows/s, peak traced bytes per kept row) of the full ingest (reader + image checks +
     store) into a temp store: ingest holds its output rows, so its peak grows with them."""
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.store import Store
 
     def run() -> int:

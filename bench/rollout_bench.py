@@ -7,7 +7,7 @@ request, at concurrency C. The latency-bound ideal is
     ideal samples/s = N*k / (ceil(N/C) * L)
 and the bench prints the measured rate, wall time as a multiple of the ideal,
 and CPU per request of the client (this process) and of the server, for
-  - `raw client`: builders.client.EndpointClient alone on prebuilt requests;
+  - `raw client`: builders.inference.endpoint.EndpointClient alone on prebuilt requests;
   - `backend`: EndpointBackend.generate over all N tasks in one call;
   - `rl-pool`: the whole build_rl_pool (chunks, scoring, polars, store write)
     on a fresh cache, then its rerun (every sample from the cache).
@@ -78,14 +78,14 @@ def report(label: str, samples: int, requests: int, wall: float, cpu: float, ser
 
 def raw_client(store, url: str, concurrency: int):
     """The EndpointClient alone: what the backend adds on top of it is prompt building."""
-    from builders.client import EndpointClient
+    from builders.inference.endpoint import EndpointClient
 
     return EndpointClient(url, "bench", concurrency=concurrency, image_loader=lambda h: store.image_path(h).read_bytes())
 
 
 def bench_endpoint(args, root: Path) -> None:
-    from builders.client import Request
-    from builders.generation import EndpointBackend, open_cache, user_turn
+    from builders.inference.endpoint import Request
+    from builders.inference.backends import EndpointBackend, open_cache, user_turn
     from builders.rlpool import RLPoolConfig, build_rl_pool
     from builders.store import Store
     from schemas.profiles import get_profile
@@ -125,10 +125,10 @@ def bench_endpoint(args, root: Path) -> None:
 
 
 def bench_local(args, root: Path) -> None:
-    from builders.generation import LocalBackend
+    from builders.inference.backends import LocalBackend
     from builders.store import Store
     from schemas.profiles import get_profile
-    from builders.inference import pick_device
+    from builders.inference.local import pick_device
     from training.models import build_tiny_model
 
     store = Store(root / "local-store")

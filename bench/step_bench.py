@@ -193,7 +193,7 @@ def build_7b(folder: Path, device: str = "cuda") -> None:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from schemas.errors import UserError
-    from builders.models import load_processor
+    from builders.inference.models import load_processor
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--size 7b needs a CUDA GPU (16.6 GB of bf16 weights); use --size tiny or demo on CPU")
@@ -443,7 +443,7 @@ def run_trl(method: str, values: dict) -> dict:
     from builders.store import Store
     from schemas.profiles import get_profile
     from training.configs import lora_config
-    from builders.models import load_processor, set_pixel_bounds
+    from builders.inference.models import load_processor, set_pixel_bounds
 
     clock = StepClock()
     data_args, training_args, model_args = parsed(method, device_values(values))

@@ -70,7 +70,7 @@ def make_source(folder: Path, n_rows: int, seed: int = 0) -> Path:
 
 
 def build(store, path: Path, name: str, config: dict):
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.jsonl import read_jsonl
     from schemas import rows
 

@@ -25,7 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def make_store(root: Path, rows: int, profile):
     """A tasks version and an annotation-style cot version of the learnable synthetic family."""
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.synthetic import read_synthetic
     from builders.store import Store
     from schemas import rows as R
@@ -84,7 +84,7 @@ def train_sft(model_dir, dataset, processor, steps, out) -> float:
     from trl import SFTTrainer
 
     from training.configs import SFTRunConfig
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
 
     model, _ = load_model_and_processor(model_dir)
     args = SFTRunConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3,
@@ -100,7 +100,7 @@ def train_grpo(model_dir, store, version, steps, out) -> float:
 
     from training.configs import GRPORunConfig
     from training.data import load_grpo_dataset
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
     from training.rewards import make_reward_funcs
 
     model, processor = load_model_and_processor(model_dir)
@@ -128,7 +128,7 @@ def main() -> None:
 
     from schemas.profiles import get_profile
     from training.data import load_sft_dataset
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
     from training.models import build_tiny_model
 
     datasets.disable_progress_bars()

@@ -9,7 +9,7 @@ scores of the teacher's own answer (`pred_image`, `pred_box`, `format_ok`,
 `image_correct`, `iou`) and the generator (model, kind, sampling, template).
 
 Teacher mode (MGrounding-R1's cold start): each task goes to an
-OpenAI-compatible endpoint (builders/client.py) with its images in order and
+OpenAI-compatible endpoint (builders/inference/endpoint.py) with its images in order and
 the versioned teacher prompt (builders/prompts/teacher_v1.txt; `--hint answer`
 appends answer_hint_v1.txt with the ground truth). A sample is kept only if it
 parses in the teacher profile, names the target (or an equivalent) image and
@@ -44,9 +44,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from builders.generation import ENDPOINT_DEFAULTS
+from builders.inference.backends import ENDPOINT_DEFAULTS
 from builders.sources.base import Reject
-from builders.student import student_prompt
+from builders.inference.student import student_prompt
 from builders.templates import Template, load_template
 from schemas.errors import UserError
 from schemas.rows import image_sizes, target_pairs
@@ -129,7 +129,7 @@ class CotConfig:
     def budget(self):
         """The teacher is sent images resized into this budget, and a qwen2_5_vl answer
         (teacher's or written) is in its frame (schemas.boxes.PixelBudget)."""
-        from builders.generation import pixel_budget
+        from builders.inference.backends import pixel_budget
 
         return pixel_budget(self.image_min_pixels, self.image_max_pixels)
 
@@ -142,7 +142,7 @@ def teacher_messages(task: dict, template: Template, hint: Template | None, teac
                      budget=None) -> list[dict]:
     """One user turn: the images in order (lazy `image_ref` parts, sized by `budget`), then the
     teacher prompt."""
-    from builders.generation import image_ref
+    from builders.inference.backends import image_ref
 
     hint_text = ""
     if hint is not None:
@@ -269,8 +269,8 @@ class Progress:
 
 def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False):
     """(rows, rejects, extra manifest, config) of a teacher run over `tasks`."""
-    from builders.cache import ResponseCache
-    from builders.client import EndpointClient, Request, RequestFailed
+    from builders.inference.cache import ResponseCache
+    from builders.inference.endpoint import EndpointClient, Request, RequestFailed
     from schemas.profiles import profile_with_budget
 
     budget = cfg.budget
@@ -358,7 +358,7 @@ def build_annotations(tasks: list[dict], cfg: CotConfig):
 def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamination: bool = False,
               quiet: bool = False):
     """Build and commit one cot version; returns (version, summary dict)."""
-    from builders.contamination import contamination_fields
+    from builders.store.contamination import contamination_fields
     from schemas import rows as contract
     from schemas.scoring import SCORING_VERSION
 

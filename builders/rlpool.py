@@ -1,7 +1,7 @@
 """Rejection sampling into an RL pool: k samples per task, scored, kept by pass-rate band.
 
 Contract
-- in: a `tasks` (or `rl-pool`) version, a generation backend (builders.generation:
+- in: a `tasks` (or `rl-pool`) version, a generation backend (builders.inference.backends:
   the merged SFT policy, local or behind an endpoint) and an `RLPoolConfig`;
 - out: an `rl-pool` version (schemas.rows.RL_POOL): every task column plus
   k, pass_rate, mean_iou, max_iou, difficulty and the policy identity; rejects
@@ -189,7 +189,7 @@ def _sft_row(task: dict, sample: dict, backend, config: RLPoolConfig) -> dict:
     As `build cot` does with a teacher's: the sample's reasoning, re-rendered with the
     ground-truth box on the image it named, so the label is exact and, stored canonically
     (reasoning + image + box), renders in any trainer's frame (training.data)."""
-    from builders.generation import prompt_text
+    from builders.inference.backends import prompt_text
     from schemas.set_answers import render_row
 
     s = sample["scores"]
@@ -293,7 +293,7 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
     """Sample, score, aggregate, keep by band; write the rl-pool (and the SFT) version(s).
 
     Raises NoTaskInBand (a UserError) when nothing is kept, before anything is written."""
-    from builders.contamination import contamination_fields
+    from builders.store.contamination import contamination_fields
     from schemas.scoring import SCORING_VERSION
 
     version = input_version(store, tasks_ref)

@@ -114,9 +114,9 @@ def add_pixel_budget_options(p: argparse.ArgumentParser, default: str) -> None:
 def add_endpoint_options(p: argparse.ArgumentParser, api_key_flag: str = "--api-key-env",
                          defaults: bool = True) -> None:
     """--concurrency, --timeout and the API-key variable of every command that talks to an
-    OpenAI-compatible endpoint (builders.generation.ENDPOINT_DEFAULTS). `defaults=False`
+    OpenAI-compatible endpoint (builders.inference.backends.ENDPOINT_DEFAULTS). `defaults=False`
     leaves them None, for a command whose config dataclass fills them (`build cot`)."""
-    from builders.generation import ENDPOINT_DEFAULTS as d
+    from builders.inference.backends import ENDPOINT_DEFAULTS as d
 
     value = (lambda k: d[k]) if defaults else (lambda k: None)
     p.add_argument("--concurrency", type=int, default=value("concurrency"),

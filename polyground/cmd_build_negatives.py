@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.ingest import task_summary
+    from builders.sources.ingest import task_summary
     from builders.negatives import RULE, with_negatives
     from schemas import rows as contract
 

@@ -38,7 +38,7 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.generation import is_url, make_backend, resolve_frame
+    from builders.inference.backends import is_url, make_backend, resolve_frame
     from builders.rlpool import build_rl_pool, input_version
     from builders.secrets import check_url
 

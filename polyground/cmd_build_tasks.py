@@ -1,7 +1,7 @@
 """`polyground build tasks` and `polyground build bench`: a source -> a frozen version.
 
 Both read a source through its reader (the registry: builders/sources/__init__.py),
-validate and store it with builders.ingest, and commit a version; `bench` marks it as a benchmark
+validate and store it with builders.sources.ingest, and commit a version; `bench` marks it as a benchmark
 split that no training or data build may use. The new `name@id` is the last
 line of standard output; progress and the drop report go to standard error.
 """
@@ -28,7 +28,7 @@ def add_parsers(sub) -> None:
         p.add_argument("--subsets", help="blink/mmiu: comma-separated subtasks to read")
         p.add_argument("--max-images-per-row", type=int,
                        help="rows listing more images are rejected as too_many_images "
-                            "(default: builders.ingest.MAX_IMAGES_PER_ROW, 64)")
+                            "(default: builders.sources.ingest.MAX_IMAGES_PER_ROW, 64)")
         if kind == "tasks":
             p.add_argument("--no-contamination", action="store_true",
                            help="refuse to build when any image is shared with a benchmark split")
@@ -45,8 +45,8 @@ def reader_options(args) -> dict:
 
 
 def run_build(args, kind: str) -> int:
-    from builders.contamination import contamination_fields
-    from builders.ingest import ingest, task_summary
+    from builders.store.contamination import contamination_fields
+    from builders.sources.ingest import ingest, task_summary
     from schemas import rows
 
     reader = load_reader(args.source)

@@ -108,7 +108,7 @@ def cmd_show(args) -> int:
 
 
 def _summary(version) -> dict:
-    from builders.ingest import task_summary
+    from builders.sources.ingest import task_summary
 
     return task_summary(version.table())
 
@@ -152,7 +152,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from builders.diff import diff_versions, format_diff
+    from builders.store.diff import diff_versions, format_diff
 
     store = open_store(args)
     d = diff_versions(store.resolve(args.a), store.resolve(args.b))
@@ -170,7 +170,7 @@ def cmd_tag(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from builders.export import export_version
+    from builders.publish.export import export_version
 
     store = open_store(args)
     files = export_version(store, store.resolve(args.ref), args.dir, overwrite=args.overwrite)
@@ -204,16 +204,16 @@ def merge_versions(store, versions: list, name: str):
         dup = next(d["values"] for d in pc.value_counts(ids).to_pylist() if d["counts"] > 1)
         raise UserError(f"merge: id {dup!r} appears in more than one input; shards must not overlap")
     rejects = pa.concat_tables([v.rejects() for v in versions])
-    from builders.contamination import table_image_hashes
+    from builders.store.contamination import table_image_hashes
 
     store.check_images(table_image_hashes(table), "merge")  # before the summary and contamination work
     extra = merged_extra(versions)
     if kind in ("tasks", "bench"):
-        from builders.ingest import task_summary
+        from builders.sources.ingest import task_summary
 
         extra["summary"] = task_summary(table)
     if kind in ("tasks", "cot", "rl-pool"):
-        from builders.contamination import contamination_fields
+        from builders.store.contamination import contamination_fields
 
         extra.update(contamination_fields(store, table, refuse=False))
     with store.writer(name, kind, inputs=versions, config={"operation": "merge"}) as w:

@@ -8,7 +8,7 @@ The completions (generated greedily by a local model or an endpoint, or read
 from a JSONL file of {"id", "completion"} lines keyed by the split's task ids)
 become a versioned `predictions` dataset; DIR receives metrics.json,
 metrics.md and one PNG bar chart per metric across task types
-(training/evaluate.py defines every number). The Markdown table goes to
+(training/evaluation/ defines every number). The Markdown table goes to
 standard output, then the predictions version's `name@id` as the last line.
 
 MIG-Bench rows: `--official-scorer migician|univg-r1` and `--migician-y-rescale`
@@ -100,9 +100,9 @@ def _source(args) -> str:
 
 def _completions(args, store, bench, source: str, template=None):
     """(completions by id, profile, model label, source record, usage)."""
-    from training import evaluate as ev
+    from training.evaluation import run as ev
 
-    from builders.generation import make_backend, pixel_budget, resolve_frame
+    from builders.inference.backends import make_backend, pixel_budget, resolve_frame
 
     if source == "--predictions":
         from schemas.profiles import profile_with_budget
@@ -146,13 +146,13 @@ def _completions(args, store, bench, source: str, template=None):
 
 
 def run_eval(args) -> int:
-    from training import evaluate as ev
+    from training.evaluation import report, run as ev, score
 
     source = _source(args)
     store = open_store(args)
     bench = store.resolve(args.bench)
     official, prompt_name, template = _scoring(args, source)
-    ev.check_official_scorer(bench, official)  # before any generation
+    score.check_official_scorer(bench, official)  # before any generation
     completions, profile, label, record, usage = _completions(args, store, bench, source, template)
     prompt = (ev.prompt_record(template, profile) if prompt_name
               else {"template": None, "note": "predictions made elsewhere: pass --prompt-template to record it"})
@@ -160,15 +160,15 @@ def run_eval(args) -> int:
     metrics = ev.evaluate(store, bench, completions, profile, label, name=args.name, source=record,
                           limit=args.limit if source != "--predictions" else None, usage=usage,
                           official=official, prompt=prompt)
-    ev.write_report(metrics, args.output)
-    sys.stdout.write(terminal_safe(ev.metrics_markdown(metrics)))
+    report.write_report(metrics, args.output)
+    sys.stdout.write(terminal_safe(report.metrics_markdown(metrics)))
     print(f"eval: report in {args.output}", file=sys.stderr)
     print(metrics["predictions"])
     return 0
 
 
 def run_compare(args) -> int:
-    from training import evaluate as ev
+    from training.evaluation import report as ev
 
     reports = [(str(d), ev.load_report(d)) for d in args.dirs]
     labels = [m.get("model") or d for d, m in reports]

@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
     from training.models import build_tiny_model
 
     out = build_tiny_model(args.output, size=args.size, seed=args.seed)

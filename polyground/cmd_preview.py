@@ -10,7 +10,7 @@ from polyground.cli import add_config_option, open_store
 
 
 def add_parsers(sub) -> None:
-    from builders.preview import IMAGES_PER_ROW  # stdlib-only module: cheap at parser time
+    from builders.publish.preview import IMAGES_PER_ROW  # stdlib-only module: cheap at parser time
 
     p = sub.add_parser("preview", help="write an HTML page showing N rows with their images and boxes",
                        description=__doc__.splitlines()[0])
@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.preview import write_preview
+    from builders.publish.preview import write_preview
     from schemas.errors import UserError
 
     if not args.out:

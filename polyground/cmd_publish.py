@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from builders.publish import publish
+    from builders.publish.publish import publish
     from schemas.errors import UserError
 
     if not args.repo:

@@ -256,7 +256,7 @@ def split_name(cfg: DemoConfig) -> str:
 
 
 def plot(metrics: dict, path: Path, split: str = "held-out") -> None:
-    from builders.plots import figure, save_png
+    from builders.publish.plots import figure, save_png
 
     keys = [k for k, _ in HEADLINE if k != "mean_reward"]
     fig = figure((9, 3.5), dpi=100)

@@ -50,7 +50,7 @@ The UniVG-R1 scorer compares 0-1000 numbers, so it needs a 0-1000 file; the
 Migician scorer reads a 0-1000 ground truth divided by 1000.
 
 Bump SCORER_VERSION whenever a rule above changes: it is recorded with every
-reported number (training.evaluate).
+reported number (training.evaluation).
 """
 from __future__ import annotations
 

@@ -406,5 +406,5 @@ def profile_for_model(model_type_or_name: str) -> Profile:
 
     Only for callers that KNOW the model answers in 0-1000 JSON when its family is
     unknown (e.g. a trainer whose data fixes the format); generation and eval refuse
-    instead (builders.generation.resolve_frame)."""
+    instead (builders.inference.backends.resolve_frame)."""
     return PROFILES[family_profile(model_type_or_name) or "norm1000"]

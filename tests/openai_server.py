@@ -117,8 +117,8 @@ def _sent_keys(task: dict, store, budgets) -> set[tuple]:
     keys = {tuple(i["sha256"] for i in task["images"])}
     if store is None:
         return keys
-    from builders.generation import image_ref
-    from builders.images import fit
+    from builders.inference.backends import image_ref
+    from builders.sources.images import fit
     from schemas.boxes import SERVED_QWEN2_5_VL
 
     for budget in budgets or [SERVED_QWEN2_5_VL]:

@@ -16,7 +16,7 @@ on a share of tasks that each test recounts.
 
 `short_score` re-implements the scoring of a `short` completion with a regex
 and plain arithmetic, so a test can recount what schemas.scoring,
-training.evaluate and builders.rlpool report instead of trusting them.
+training.evaluation and builders.rlpool report instead of trusting them.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def red_tasks(store, name: str, n: int, seed: int, kind: str = "tasks", n_locate
     """A version of n red_image tasks, then n_locate padded locate_red ones (whose cell the model misses)."""
     import itertools
 
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.synthetic import read_synthetic
     from schemas import rows
     from training_util import padded

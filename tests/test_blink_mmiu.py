@@ -75,8 +75,8 @@ def test_blink_fixture_val_split():
 
 def test_blink_prompt_is_the_official_one(store):
     """Built through ingest as `build bench` does; the rendered text equals load_prompt's, byte for byte."""
-    from builders.generation import mc_template_id, prompt_text
-    from builders.ingest import ingest
+    from builders.inference.backends import mc_template_id, prompt_text
+    from builders.sources.ingest import ingest
     from schemas.profiles import get_profile
 
     records, rejects = ingest(read_blink(FIXTURES / "blink"), store, progress=False)
@@ -221,9 +221,9 @@ def test_mmiu_fixture():
 
 def test_mmiu_prompt_is_the_official_one(store):
     """Built through ingest as `build bench` does; the options appear once, in MMIU's own format."""
-    from builders.generation import mc_template_id, prompt_text
+    from builders.inference.backends import mc_template_id, prompt_text
     from schemas.profiles import get_profile
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
 
     records, rejects = ingest(read_mmiu(FIXTURES / "mmiu"), store, progress=False, root=FIXTURES / "mmiu")
     assert rejects == []
@@ -341,7 +341,7 @@ def test_a_damaged_parquet_file_is_a_one_line_user_error(tmp_path, reader):
     ("Which is red?\n(A) left", False),  # one option missing: all are listed again
 ])
 def test_other_multiple_choice_sources_list_the_options_once(question, listed):
-    from builders.generation import MC_SUFFIX, mc_template_id, prompt_text
+    from builders.inference.backends import MC_SUFFIX, mc_template_id, prompt_text
     from schemas.profiles import get_profile
 
     task = {"source": "jsonl", "question": question, "choices": ["left", "right"], "images": []}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from builders import cards, plots
+from builders.publish import cards, plots
 from conftest import png_bytes
 from schemas import rows
 

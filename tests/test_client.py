@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from builders.cache import ResponseCache, request_key
-from builders.client import (EndpointClient, EndpointDown, EndpointError, Request, RequestFailed, image_part,
-                             redact_url, retry_after)
+from builders.inference.cache import ResponseCache, request_key
+from builders.inference.endpoint import (EndpointClient, EndpointDown, EndpointError, Request, RequestFailed,
+                                         image_part, redact_url, retry_after)
 from openai_server import TRANSPORT_FAULTS, FakeOpenAIServer, Faults
 
 SECRET = "sk-test-PLANTED-secret-7f3a9"

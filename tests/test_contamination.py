@@ -8,8 +8,8 @@ import pytest
 from conftest import png_bytes
 from store_util import task_record, write_jsonl_source, write_version
 
-from builders import perceptual as ph
-from builders.contamination import contamination_fields
+from builders.store import perceptual as ph
+from builders.store.contamination import contamination_fields
 from polyground.cli import main
 from schemas import rows
 from schemas.errors import UserError

@@ -56,7 +56,7 @@ def stretched(items):
 
 def make_tasks(root, n=12, family="mixed", seed=3, name="syn", kind="tasks") -> str:
     """A tasks (or bench) version of synthetic `family` tasks, images `stretched`; its ref."""
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.synthetic import read_synthetic
     from schemas import rows
 

@@ -82,9 +82,9 @@ def test_rl_pool_on_a_dead_endpoint_stops_in_one_line_and_resumes(store):
 
 
 def eval_metrics(store, bench, url, timeout):
-    from builders.generation import EndpointBackend, open_cache
+    from builders.inference.backends import EndpointBackend, open_cache
     from schemas.profiles import get_profile
-    from training import evaluate as ev
+    from training.evaluation import run as ev
 
     profile = get_profile("norm1000")
     backend = EndpointBackend(store, profile, url, "fake", cache=open_cache(store), timeout=timeout, concurrency=4)

@@ -54,7 +54,7 @@ def bench(store):
 
 def test_scripted_predictions_match_hand_computed_metrics(store, bench):
     from schemas.profiles import get_profile
-    from training.evaluate import evaluate
+    from training.evaluation.run import evaluate
 
     m = evaluate(store, bench, PRED, get_profile("qwen2_vl"), "scripted")
     common, diff, mc = m["by_task"]["common"], m["by_task"]["diff"], m["by_task"]["mc"]
@@ -85,7 +85,7 @@ def test_scripted_predictions_match_hand_computed_metrics(store, bench):
 
 def test_predictions_version_rows(store, bench):
     from schemas.profiles import get_profile
-    from training.evaluate import evaluate
+    from training.evaluation.run import evaluate
 
     m = evaluate(store, bench, PRED, get_profile("qwen2_vl"), "scripted")
     v = store.resolve(m["predictions"])

@@ -7,8 +7,8 @@ import json
 import pytest
 from store_util import tasks_table, write_version
 
-import builders.export as export_mod
-from builders.export import export_version
+import builders.publish.export as export_mod
+from builders.publish.export import export_version
 from schemas.errors import UserError
 
 

@@ -121,7 +121,7 @@ def test_exif_orientation_is_applied_once_for_store_export_and_training(big, pro
 @pytest.fixture(scope="module")
 def processor(tiny_model):
     """The tiny model's processor: bounds 28*28*4 .. 28*28*16, far from every other stage's."""
-    from builders.models import load_processor
+    from builders.inference.models import load_processor
 
     return load_processor(str(tiny_model))
 
@@ -238,7 +238,7 @@ def test_reasoning_that_quotes_coordinates_of_another_frame_is_refused(big, proc
 def test_local_backend_and_predictions_use_the_stage_budget(big, tiny_model, tmp_path):
     """Local rl-pool and eval set the processor to the budget given; --predictions reads pixel
     answers in the budget's frame (right ones score >= 0.97, wrong images are caught)."""
-    from builders.generation import LocalBackend
+    from builders.inference.backends import LocalBackend
     from schemas.profiles import get_profile
 
     store, _ = big
@@ -310,7 +310,7 @@ def test_the_budget_frame_is_the_real_processors_resize(tiny_model, size, max_pi
 
     from schemas.boxes import PixelBudget
     from training.data import visual_tokens
-    from builders.models import load_processor, set_pixel_bounds
+    from builders.inference.models import load_processor, set_pixel_bounds
 
     processor = load_processor(str(tiny_model))
     ip = processor.image_processor

@@ -9,7 +9,7 @@ from store_util import tasks_table, write_version
 
 
 def test_policy_identity(tmp_path):
-    from builders.generation import policy_identity
+    from builders.inference.backends import policy_identity
 
     folder = tmp_path / "merged"
     folder.mkdir()
@@ -31,8 +31,8 @@ def test_policy_identity(tmp_path):
 
 
 def test_scoped_cache_separates_policies(tmp_path):
-    from builders.cache import CachedSample, ResponseCache
-    from builders.generation import ScopedCache
+    from builders.inference.cache import CachedSample, ResponseCache
+    from builders.inference.backends import ScopedCache
 
     cache = ResponseCache(tmp_path / "c.sqlite")
     a, b = ScopedCache(cache, "local:a"), ScopedCache(cache, "local:b")
@@ -41,7 +41,7 @@ def test_scoped_cache_separates_policies(tmp_path):
 
 
 def test_multiple_choice_prompt_lists_choices():
-    from builders.generation import MC_SUFFIX, prompt_text
+    from builders.inference.backends import MC_SUFFIX, prompt_text
     from schemas.profiles import get_profile
 
     p = get_profile("short")
@@ -51,7 +51,7 @@ def test_multiple_choice_prompt_lists_choices():
 
 
 def test_resolve_frame_reads_the_model_family_and_its_budget(tiny_model):
-    from builders.generation import resolve_frame
+    from builders.inference.backends import resolve_frame
     from schemas.boxes import SERVED_QWEN2_5_VL, PixelBudget
 
     p, budget, given = resolve_frame(str(tiny_model), None, None)
@@ -67,7 +67,7 @@ def test_resolve_frame_reads_the_model_family_and_its_budget(tiny_model):
 
 @pytest.mark.parametrize("served", ["sft", "my-policy", "llava-1.6"])
 def test_an_endpoint_whose_name_names_no_family_is_refused(served):
-    from builders.generation import resolve_frame
+    from builders.inference.backends import resolve_frame
     from schemas.errors import UserError
 
     with pytest.raises(UserError, match="names no model family.*pass --profile"):
@@ -77,7 +77,7 @@ def test_an_endpoint_whose_name_names_no_family_is_refused(served):
 
 @pytest.fixture(scope="module")
 def generator(tiny_model):
-    from builders.inference import load_generator
+    from builders.inference.local import load_generator
 
     return load_generator(tiny_model, device="cpu")
 
@@ -112,7 +112,7 @@ def test_local_sampling_is_seeded_and_greedy_is_batch_independent(generator, tmp
 
 
 def test_local_backend_caches_by_policy(store, tiny_model):
-    from builders.generation import LocalBackend, open_cache
+    from builders.inference.backends import LocalBackend, open_cache
     from schemas.profiles import get_profile
 
     write_version(store, "tasks", table=tasks_table(store, 3))

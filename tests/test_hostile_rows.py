@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from sources_util import tiny_png
 
-from builders.ingest import MAX_IMAGES_PER_ROW, ingest
+from builders.sources.ingest import MAX_IMAGES_PER_ROW, ingest
 from builders.sources.jsonl import read_jsonl
 from builders.sources.mgrounding import read_mgrounding
 from builders.sources.migbench import read_migbench
@@ -160,7 +160,7 @@ def test_a_relative_path_is_read_from_the_jsonl_folder(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     assert main(["--store", "store", "build", "tasks", "--source", "jsonl", "--path", "d/rows.jsonl",
                  "--name", "rel", "--quiet"]) == 0
-    from builders.images import sha256_file
+    from builders.sources.images import sha256_file
     from builders.store import Store
 
     version = Store(tmp_path / "store").resolve(capsys.readouterr().out.strip())

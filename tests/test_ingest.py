@@ -8,9 +8,9 @@ import pytest
 from conftest import png_bytes
 from store_util import png_header_only
 
-import builders.ingest as ingest_mod
-from builders.images import ImageRejected, load_image_bytes
-from builders.ingest import ingest, task_summary
+import builders.sources.ingest as ingest_mod
+from builders.sources.images import ImageRejected, load_image_bytes
+from builders.sources.ingest import ingest, task_summary
 from builders.sources.base import Reject, SourceItem
 from schemas import rows
 from schemas.errors import UserError

@@ -7,7 +7,7 @@ import pytest
 from conftest import png_bytes
 from store_util import good_jsonl, write_jsonl_source
 
-from builders.ingest import ingest
+from builders.sources.ingest import ingest
 from builders.sources.base import Reject, SourceItem
 from builders.sources.jsonl import read_jsonl
 from schemas.errors import UserError

@@ -2,7 +2,7 @@
 
 Each child is the real CLI (`python -m polyground`) run with
 POLYGROUND_TEST_PAUSE_IN_WRITE=FILE: the store writer writes FILE after
-data.arrow and stops there for good, answering a probe (builders/store.py).
+data.arrow and stops there for good, answering a probe (builders/store/__init__.py).
 The test waits for FILE, writes a fresh nonce to FILE.probe, waits for the
 child to copy it to FILE.ack (only a child waiting inside the write can),
 checks it is still alive with no version visible, kills it there, and checks that

@@ -217,7 +217,7 @@ def test_a_bare_box_takes_its_image_from_the_question(tmp_path, question, target
 
 
 def test_a_reused_id_keeps_both_conversations_and_an_exact_repeat_is_a_duplicate(tmp_path, store):
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
 
     a = _conv("same")
     b = _conv("same", rounds=(("Where is the cat?", "It's in the first image. "

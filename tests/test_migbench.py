@@ -235,7 +235,7 @@ def test_real_file_every_item_has_a_target_or_an_explained_reject(tmp_path):
     assert describe_source(root)["bench_file"]["release"].startswith("thunlp/Migician")
 
     # End to end: ingest resolves every path inside the root and keeps every item.
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.store import Store
 
     kept, dropped = ingest(read_migbench(root), Store(tmp_path / "store"), progress=False, root=root.resolve())

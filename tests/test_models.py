@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from schemas.errors import UserError
-from builders.models import load_model_and_processor, processor_kind, torchvision_available
+from builders.inference.models import load_model_and_processor, processor_kind, torchvision_available
 from training.models import QWEN_SPECIAL_TOKENS, build_tiny_model, freeze_vision_tower, vision_tower
 
 
@@ -51,7 +51,7 @@ def test_a_56px_image_costs_four_visual_tokens(loaded):
 
 def test_visual_tokens_follow_new_pixel_bounds(tiny_model):
     from training.data import visual_tokens
-    from builders.models import set_pixel_bounds
+    from builders.inference.models import set_pixel_bounds
 
     _, processor = load_model_and_processor(tiny_model)
     assert visual_tokens(processor, 112, 112) == 16

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builders.preview import PRED_COLOUR, TARGET_COLOUR, pick, write_preview
+from builders.publish.preview import PRED_COLOUR, TARGET_COLOUR, pick, write_preview
 from builders.store import Store
 from polyground.cli import main
 from schemas import rows
@@ -126,7 +126,7 @@ def test_headless_chromium_renders_images_and_boxes(store, tmp_path):
 def test_pages_and_bounds_what_it_shows(store, tmp_path):
     """A row listing one image 200,000 times (a version built before ingest's limit) gives a small
     page: IMAGES_PER_ROW images and a count of the rest, each distinct image encoded once."""
-    from builders.preview import IMAGES_PER_ROW
+    from builders.publish.preview import IMAGES_PER_ROW
 
     v = make_tasks(store, n=6)
     rows_ = v.table().to_pylist()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.publish import check_folder, publish
+from builders.publish.publish import check_folder, publish
 from hub_server import FakeHub
 from polyground.cli import main
 from schemas.errors import UserError
@@ -255,7 +255,7 @@ def test_repo_not_found_message():
     import httpx2
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from builders.publish import hub_errors
+    from builders.publish.publish import hub_errors
 
     response = httpx2.Response(404, request=httpx2.Request("POST", "http://hub/api/datasets/me/toy/preupload/main"))
     with pytest.raises(UserError) as e, hub_errors("me/toy", "http://hub", "hf_tok"):

@@ -40,7 +40,7 @@ def cli(store, *argv) -> str:
 
 
 def local(store, model, cache=None):
-    from builders.generation import LocalBackend
+    from builders.inference.backends import LocalBackend
 
     return LocalBackend(store, SHORT, str(model), cache=cache, batch_size=16, device="cpu")
 
@@ -87,7 +87,7 @@ def pool(data, right_model):
 
 
 def test_rl_pool_pass_rates_are_the_recount_of_its_samples(data, right_model, pool):
-    from builders.generation import open_cache
+    from builders.inference.backends import open_cache
 
     version, k, sampling = pool
     store, tasks = data["store"], data["rl"].table().to_pylist()

@@ -44,7 +44,7 @@ def server(store):
 
 
 def endpoint_backend(store, url):
-    from builders.generation import EndpointBackend, open_cache
+    from builders.inference.backends import EndpointBackend, open_cache
     from schemas.profiles import get_profile
 
     return EndpointBackend(store, get_profile("norm1000"), url, "fake", cache=open_cache(store), concurrency=4)

@@ -253,12 +253,35 @@ def test_two_processes_committing_at_once_both_land(tmp_path):
 
 
 def test_a_failing_card_renderer_does_not_lose_the_build(store, monkeypatch, capsys):
-    import builders.cards
+    import builders.publish.cards
 
     def broken(*_args):
         raise RuntimeError("template bug")
 
-    monkeypatch.setattr(builders.cards, "render_card", broken)
+    monkeypatch.setattr(builders.publish.cards, "render_card", broken)
     v = write_version(store)
     assert "template bug" in capsys.readouterr().err
     assert v.ref in (v.path / "README.md").read_text() and store.verify(v) == []
+
+
+def test_the_code_version_hashes_every_module_of_the_four_packages(tmp_path):
+    # code_version reads the package folders relative to its own file: after a move into a
+    # sub-package a wrong depth would hash nothing and never change. A copy of the sources,
+    # loaded from its own path, must change its code version for an edit in any sub-package.
+    import importlib.util
+    import shutil
+
+    for pkg in ("schemas", "builders", "training", "polyground"):
+        shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = importlib.util.spec_from_file_location("store_copy", tmp_path / "builders" / "store" / "__init__.py")
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    seen = {copy.code_version()}
+    assert seen == {code_version()}  # the copy holds the same sources
+    for edited in ("schemas/boxes.py", "builders/inference/backends.py", "training/evaluation/score.py",
+                   "polyground/cli.py", "builders/sources/jsonl.py"):
+        with open(tmp_path / edited, "a") as f:
+            f.write("\n# edited\n")
+        copy.code_version.cache_clear()
+        seen.add(copy.code_version())
+    assert len(seen) == 6

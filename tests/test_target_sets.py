@@ -8,7 +8,7 @@ from conftest import png_bytes
 from sources_util import FIXTURES
 from store_util import write_jsonl_source
 
-from builders.ingest import ingest
+from builders.sources.ingest import ingest
 from builders.sources.base import SourceItem
 from builders.sources.jsonl import read_jsonl
 from schemas import rows

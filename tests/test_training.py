@@ -1,7 +1,7 @@
 """Training from frozen versions: data adapters, pre-flight, rewards, SFT, merge, GRPO, lineage.
 
 Tiny "test" model, CPU, a handful of steps each; every run goes through the
-real store (versions built with builders.ingest) and the real CLI entry point.
+real store (versions built with builders.sources.ingest) and the real CLI entry point.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from schemas.errors import UserError
 from schemas.profiles import get_profile
 from training import data as tdata
-from builders.models import load_model_and_processor
+from builders.inference.models import load_model_and_processor
 from training.rewards import format_reward, image_reward, iou_reward, make_reward_funcs
 from training_util import cot_version, read_run, rl_pool_version, tasks_version
 

@@ -52,7 +52,7 @@ def padded(items, pads=PADS):
 
 def tasks_version(store, name: str = "tasks", n: int = 8, seed: int = 0, kind: str = "tasks", pads=PADS):
     """A committed tasks (or bench) version of the learnable synthetic family, images `padded` by `pads` (None: square)."""
-    from builders.ingest import ingest
+    from builders.sources.ingest import ingest
     from builders.sources.synthetic import read_synthetic
     from schemas import rows
 

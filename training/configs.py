@@ -226,7 +226,7 @@ def config_help(types: tuple) -> str:
 
 
 def model_load_kwargs(model_args: ModelArguments) -> dict:
-    """Keyword arguments for builders.models.load_model_and_processor from the model arguments."""
+    """Keyword arguments for builders.inference.models.load_model_and_processor from the model arguments."""
     from trl import get_quantization_config
 
     kwargs = {"dtype": model_args.dtype, "min_pixels": model_args.image_min_pixels,

@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from builders.student import build_prompt_messages  # the student's turn (one builder for all)
+from builders.inference.student import build_prompt_messages  # the student's turn (one builder for all)
 from schemas.errors import UserError
 from schemas.rows import image_sizes, is_set_row
 from schemas.set_answers import render_row
@@ -344,7 +344,7 @@ def row_budget(processor, sizes, room: int):
 def _downscaled(record: dict, sizes, budget, remake) -> tuple[dict, list[tuple[int, int]]]:
     """The row remade for its images resized into `budget`: the images as bytes of exactly the
     resized size (the processor then leaves them as they are), targets rendered on those sizes."""
-    from builders.images import fit
+    from builders.sources.images import fit
 
     new = [budget.resized(w, h) for w, h in sizes]
     rec = remake(record, new)

@@ -17,7 +17,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from builders.models import RUN_FILE
+from builders.inference.models import RUN_FILE
 from builders.store import code_version  # the one code version of the project
 
 
@@ -64,7 +64,7 @@ def model_fingerprint(name_or_path: str) -> dict:
 
 
 def model_record(model, processor, name_or_path: str, model_args) -> dict:
-    from builders.models import processor_kind
+    from builders.inference.models import processor_kind
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -18,7 +18,7 @@ from training.lineage import RUN_FILE, model_fingerprint, write_run
 
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str | None = None) -> Path:
     """Load base + adapter, merge, save model + processor + run.json into `output_dir`."""
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
 
     adapter, out = Path(adapter_dir), Path(output_dir)
     if not (adapter / "adapter_config.json").is_file():

@@ -1,13 +1,13 @@
 """The tiny local Qwen2.5-VL (tests, benches, the demo) and the vision-tower freeze.
 
-Loading a model folder with its processor is `builders.models` (local
+Loading a model folder with its processor is `builders.inference.models` (local
 generation needs it too, and builders sit below training).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from builders.models import image_only_processor_class
+from builders.inference.models import image_only_processor_class
 from schemas.errors import UserError
 
 QWEN_SPECIAL_TOKENS = [

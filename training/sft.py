@@ -27,7 +27,7 @@ def main(data_args: DataArguments, training_args: SFTRunConfig, model_args: Mode
 
     from training.data import load_sft_dataset, open_store, open_version
     from training.lineage import RowRecorder, check_output_dir, finish_run, model_record
-    from builders.models import load_model_and_processor, trained_profile
+    from builders.inference.models import load_model_and_processor, trained_profile
     from training.models import freeze_vision_tower
     from training.progress import callbacks_for
 

@@ -1,6 +1,6 @@
 """What a source reader yields: tasks with image references, or rejects.
 
-Readers only parse their format; `builders.ingest` then decodes and validates
+Readers only parse their format; `builders.sources.ingest` then decodes and validates
 images, stores them by content hash, validates boxes and ids, and quarantines
 anything bad with a named reason. Every builder's rejects row is a `Reject`
 too (`Reject(...).row()`), so every rejects table is written one way.

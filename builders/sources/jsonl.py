@@ -150,7 +150,7 @@ def _image_size(path: Path, root: Path) -> tuple[int, int] | None:
     upright, and a pixel box is drawn on what the user sees), or None; full checks happen in ingest."""
     from PIL import Image
 
-    from builders.images import displayed_size, resolve_path
+    from builders.sources.images import displayed_size, resolve_path
 
     try:
         with Image.open(resolve_path(path, root)) as im:

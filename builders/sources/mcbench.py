@@ -24,7 +24,7 @@ The prompt is the released `text` itself, unchanged but for surrounding
 whitespace (a few texts end in "\\n"): a referring expression such as "The man
 who has already swung a golf club". The instruction around it (find every
 instance in the images, or say none) is the student prompt's
-(builders/student.py), as for every grounding row.
+(builders/inference/student.py), as for every grounding row.
 
 No annotations gives `targets: []` (the target is in no image). The set comes
 from the annotations, not from `positive_sample`: the official scorer
@@ -218,7 +218,7 @@ def _file_problem(path: Path, im: dict, k: int) -> tuple[str, str] | None:
     """A missing file, or one whose size differs from the JSON's; an unreadable one is left to ingest."""
     from PIL import Image
 
-    from builders.images import displayed_size
+    from builders.sources.images import displayed_size
 
     if not path.is_file():
         return "missing_image", f"image {k}: {im['file_name']}: no such file"

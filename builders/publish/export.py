@@ -38,7 +38,7 @@ ROW_GROUP = 100  # small row groups keep the Hub viewer's random access cheap
 def split_name(kind: str) -> str:
     """The split name the card's YAML uses for this kind."""
     try:
-        from builders.cards import split_name as card_split
+        from builders.publish.cards import split_name as card_split
     except ImportError:  # no card renderer: benchmarks are test splits, the rest train
         return "test" if kind in ("bench", "predictions") else "train"
     return card_split(kind)

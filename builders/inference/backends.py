@@ -9,9 +9,9 @@ client's retries gets an empty list and its reason in `backend.failures`
 {"temperature", "max_tokens", "top_p"}; temperature 0 is greedy.
 
 - `EndpointBackend`: any OpenAI-compatible server (vLLM serving the merged
-  policy) through builders.client.EndpointClient: images in order as base64
+  policy) through builders.inference.endpoint.EndpointClient: images in order as base64
   data URLs, `n=k` samples per request, seed = `seed + sample index`.
-- `LocalBackend`: a transformers model through builders.inference (imported
+- `LocalBackend`: a transformers model through builders.inference.local (imported
   lazily: builders never import torch at module import), batched and seeded.
 
 Both go through the store's response cache, scoped by the POLICY IDENTITY
@@ -19,7 +19,7 @@ Both go through the store's response cache, scoped by the POLICY IDENTITY
 served model name. A rerun after a crash asks nothing twice, and a retrained
 policy in the same folder never reuses its predecessor's samples.
 
-The prompt is the student's, built once in builders.student (images first,
+The prompt is the student's, built once in builders.inference.student (images first,
 then the question and the profile's format instructions; training uses the
 same builder); a multiple-choice task gets its
 lettered choices instead of a box format, and a BLINK or MMIU task the text
@@ -34,7 +34,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from builders.cache import CachedSample, ResponseCache, request_key
+from builders.inference.cache import CachedSample, ResponseCache, request_key
 from schemas.errors import UserError
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -65,7 +65,7 @@ def _folder_digest(folder: Path) -> str:
 
 def policy_identity(path_or_url: str, model_name: str | None = None) -> str:
     """`local:<folder name>:sha256:<12 hex>`, `endpoint:<model>@<url>` or `hub:<id>`."""
-    from builders.client import redact_url
+    from builders.inference.endpoint import redact_url
 
     if is_url(path_or_url):
         if not model_name:
@@ -115,10 +115,10 @@ def _official_mc(task: dict):
 
 def prompt_text(task: dict, profile) -> str:
     """The user turn's text: the question and the answer format (or the lettered choices)."""
-    if task.get("rendered_prompt") is not None:  # a benchmark's official prompt (training.evaluate)
+    if task.get("rendered_prompt") is not None:  # a benchmark's official prompt (training.evaluation.run)
         return task["rendered_prompt"]
     if task.get("choices") is None:
-        from builders.student import student_prompt
+        from builders.inference.student import student_prompt
 
         return student_prompt(task, profile)
     official = _official_mc(task)
@@ -140,7 +140,7 @@ def mc_template_id(task: dict) -> str:
 
 def user_turn(task: dict, profile, budget=None) -> list[dict]:
     """One user message: an `image_ref` part per image in order (sized by `budget`), then the text."""
-    from builders.student import user_message
+    from builders.inference.student import user_message
 
     return user_message(prompt_text(task, profile), [image_ref(i, budget) for i in task["images"]])
 
@@ -192,7 +192,7 @@ class EndpointBackend(Backend):
     def __init__(self, store, profile, base_url: str, model: str, cache: ResponseCache | None = None,
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 6,
                  api_key_env: str = "OPENAI_API_KEY", supports_n: bool = True, budget=None):
-        from builders.client import EndpointClient
+        from builders.inference.endpoint import EndpointClient
 
         identity = policy_identity(base_url, model)
         super().__init__(store, profile, identity, model, budget)
@@ -203,7 +203,7 @@ class EndpointBackend(Backend):
         self.stats = self.client.stats  # one set of counters
 
     def generate(self, tasks: list[dict], k: int, sampling: dict, seed: int) -> list[list[str]]:
-        from builders.client import Request, RequestFailed
+        from builders.inference.endpoint import Request, RequestFailed
 
         params = {**sampling, "seed": seed}
         # A generator of image_ref prompts: images are read and encoded only when a request
@@ -220,7 +220,7 @@ class EndpointBackend(Backend):
 
 
 class LocalBackend(Backend):
-    """A local transformers model (builders.inference); `batch_size` tasks per generate call."""
+    """A local transformers model (builders.inference.local); `batch_size` tasks per generate call."""
 
     kind = "local"
 
@@ -238,7 +238,7 @@ class LocalBackend(Backend):
     @property
     def generator(self):
         if self._generator is None:
-            from builders.inference import load_generator
+            from builders.inference.local import load_generator
 
             b = self.budget if self.set_bounds else None
             self._generator = load_generator(self.model_name, device=self.device, dtype=self.dtype,
@@ -336,7 +336,7 @@ def resolve_frame(policy: str, policy_model: str | None, name: str | None,
     no known family is refused (a wrong guess scores right answers at the wrong scale).
     Budget: the --image-*-pixels given, else a folder's own processor bounds, else a stock
     served Qwen2.5-VL's; for qwen2_5_vl it is also the answer's frame."""
-    from builders.models import trained_profile
+    from builders.inference.models import trained_profile
     from schemas.profiles import family_profile, profile_with_budget
 
     folder = Path(policy)

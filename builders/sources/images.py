@@ -13,7 +13,7 @@ mirrored is stored upright (`upright`: orientation applied, re-encoded without
 EXIF), so its stored width/height, every box normalised on it, the export's
 `datasets.Image` (which would rotate it on decode), training, generation and
 eval all see the same pixels. `fit` resizes an image to the exact size a model
-is sent (builders.generation: the pixel budget's smart_resize frame).
+is sent (builders.inference.backends: the pixel budget's smart_resize frame).
 """
 from __future__ import annotations
 

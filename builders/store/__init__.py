@@ -42,7 +42,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from builders.images import sha256_file
+from builders.sources.images import sha256_file
 from schemas import rows
 from schemas.errors import UserError
 
@@ -58,8 +58,8 @@ def code_version() -> str:
 
     `training` is hashed too: rl-pool's local backend and eval's scoring run there. The one
     code version of the project (training.lineage records it in run.json). The packages are
-    read as files beside this one, not imported: builders never imports training or the CLI."""
-    root = Path(__file__).resolve().parents[1]
+    read as files (the folders two levels above this one), not imported: builders never imports training or the CLI."""
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     for pkg in ("schemas", "builders", "training", "polyground"):
         for f in sorted((root / pkg).rglob("*.py")):
@@ -217,7 +217,7 @@ class Version:
         """Every image hash the rows reference (empty for kinds without images).
 
         A damaged manifest's rows are read unchecked (`guard_table`)."""
-        from builders.contamination import table_image_hashes
+        from builders.store.contamination import table_image_hashes
 
         return table_image_hashes(self.guard_table())
 
@@ -568,7 +568,7 @@ class Writer:
         if _intact(final):  # same inputs, same content: nothing new
             self.version = Version(final, store=self.store)
             return
-        from builders.contamination import table_image_hashes
+        from builders.store.contamination import table_image_hashes
 
         # A version is never born failing verify: every image it references is there, unchanged.
         self.store.check_images(table_image_hashes(self._table), f"{self.name} (not written)")
@@ -615,9 +615,9 @@ def _counts(table: pa.Table, rejects: pa.Table) -> dict:
 
 
 def _write_card(folder: Path, manifest: dict, table: pa.Table) -> None:
-    """The data card: builders.cards renders it when that module exists."""
-    if importlib.util.find_spec("builders.cards") is not None:
-        from builders import cards
+    """The data card: builders.publish.cards renders it when that module exists."""
+    if importlib.util.find_spec("builders.publish.cards") is not None:
+        from builders.publish import cards
 
         try:
             text = cards.render_card(folder, manifest, table)

@@ -2,7 +2,7 @@
 
     publish(store, "cot@3f2a...", "me/mig-cot")         -> PublishResult
 
-1. `builders.export.export_version` writes the folder that goes up: Parquet
+1. `builders.publish.export.export_version` writes the folder that goes up: Parquet
    shards with the images embedded, the card (README.md, whose YAML `configs`
    point at the shards), its plots and `manifest.json`. The card's
    `data_files` patterns are checked against the shards before anything is
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builders import secrets
-from builders.cards import CARD
+from builders.publish.cards import CARD
 from schemas.errors import UserError
 
 
@@ -80,7 +80,7 @@ def check_folder(folder: Path) -> list[tuple[str, int]]:
 
 def export_folder(store, version, folder: Path) -> list[tuple[str, int]]:
     """Export `version` into an empty `folder` and check it; return (path, size) pairs."""
-    from builders.export import export_version
+    from builders.publish.export import export_version
 
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

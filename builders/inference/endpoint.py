@@ -2,8 +2,8 @@
 
 Reused by `build cot` (teacher) and `build rl-pool` (policy). The interface:
 
-    from builders.client import EndpointClient, Request, Sample, RequestFailed
-    from builders.cache import ResponseCache
+    from builders.inference.endpoint import EndpointClient, Request, Sample, RequestFailed
+    from builders.inference.cache import ResponseCache
 
     client = EndpointClient(base_url, model, api_key_env="OPENAI_API_KEY",
                             timeout=60, max_retries=6, concurrency=16,
@@ -27,7 +27,7 @@ lazily as `{"type": "image_ref", "sha256": h}` parts when the client has an
 those are read and encoded only when a request is actually sent, so a rerun
 served from the cache reads no image. Both forms give the same cache key.
 An `image_ref` may carry `"size": [width, height]`: the image is then sent
-resized to exactly that size (builders.images.fit; on a worker thread, so
+resized to exactly that size (builders.sources.images.fit; on a worker thread, so
 decoding a large photo does not stall the event loop), and keyed with it.
 
 Behaviour:
@@ -66,7 +66,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from builders import secrets
-from builders.cache import CachedSample, ResponseCache, request_key
+from builders.inference.cache import CachedSample, ResponseCache, request_key
 from builders.secrets import redact_url  # noqa: F401 - re-exported: callers import it from here
 from schemas.errors import UserError
 
@@ -276,7 +276,7 @@ class EndpointClient:
     def _image(self, part: dict) -> dict:
         data = self.image_loader(part["sha256"])
         if part.get("size"):
-            from builders.images import fit
+            from builders.sources.images import fit
 
             data = fit(data, *part["size"])
         return image_part(data)

@@ -21,9 +21,9 @@ from string import Template
 
 import pyarrow as pa
 
-from builders import plots
+from builders.publish import plots
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "data_cards"
+TEMPLATES = Path(__file__).resolve().parents[2] / "data_cards"
 CARD = "README.md"
 DATA_DIR = "data"  # the export writes data/<split>-NNNNN-of-NNNNN.parquet
 SPLITS = {"bench": "test", "predictions": "test"}  # everything else is a train split
@@ -157,7 +157,7 @@ def usage(manifest: dict) -> str:
 
 
 def contamination(manifest: dict) -> str:
-    """`contamination` is {bench_ref: images shared with it} (builders.contamination)."""
+    """`contamination` is {bench_ref: images shared with it} (builders.store.contamination)."""
     c = manifest.get("contamination")
     if c is None:
         return "No contamination check recorded for this version."

@@ -5,7 +5,7 @@ Every trainable build (tasks, cot, rl-pool) records two manifest fields:
 - `contamination`: `{bench_ref: n}` images shared byte for byte (by content
   hash, so the same picture under another file name counts). Cheap: set
   intersection.
-- `near_duplicates`: the perceptual check of builders/perceptual.py (method,
+- `near_duplicates`: the perceptual check of builders/store/perceptual.py (method,
   threshold, library) and, per bench split, the images of this build within
   the threshold of one of its images (byte copies included), the rows of this
   build that use them and the bench rows that use their nearest matches, both
@@ -44,7 +44,7 @@ def check_contamination(store, image_hashes, refuse: bool) -> dict:
 
 def near_duplicates(store, task_types: list[str], row_images: list[list[str]], refuse: bool) -> dict:
     """Perceptual overlap of these rows' images with every bench split in the store (see module doc)."""
-    from builders import perceptual as ph
+    from builders.store import perceptual as ph
 
     shas = sorted({h for imgs in row_images for h in imgs})
     mine = ph.store_hashes(store, shas)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from pathlib import Path
 
-from builders.images import ImageRejected, load_image_bytes
+from builders.sources.images import ImageRejected, load_image_bytes
 from builders.sources.base import Reject, SourceItem
 from schemas import rows
 from schemas.errors import UserError

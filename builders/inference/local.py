@@ -1,6 +1,6 @@
 """Local generation with a transformers image-text-to-text model: batched, seeded, CPU or CUDA.
 
-The local backend of builders.generation (rl-pool, eval) runs it.
+The local backend of builders.inference.backends (rl-pool, eval) runs it.
 
     gen = load_generator("runs/merged", device=None)       # cuda when available, else cpu
     gen.generate(texts, images, k=8, sampling={"temperature": 1.0, "max_tokens": 256}, seed=0)
@@ -61,7 +61,7 @@ class LocalGenerator:
             tok.pad_token = tok.eos_token
 
     def _inputs(self, texts: list[str], images: list[list]):
-        from builders.student import IMAGE_SLOT, user_message
+        from builders.inference.student import IMAGE_SLOT, user_message
 
         messages = [user_message(t, [dict(IMAGE_SLOT) for _ in ims]) for t, ims in zip(texts, images)]
         rendered = [self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
@@ -108,7 +108,7 @@ def load_generator(path: str | Path, device: str | None = None, dtype: str | Non
     override the processor's resize bounds (the stage's pixel budget; None keeps the folder's)."""
     import torch
 
-    from builders.models import load_model_and_processor
+    from builders.inference.models import load_model_and_processor
 
     device = pick_device(device)
     if dtype is None and device.startswith("cuda"):

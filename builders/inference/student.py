@@ -4,7 +4,7 @@ Images first, in order, then the text: the question and the answer profile's for
 instructions (`profile.prompt_suffix`). Only the image parts differ by consumer:
 training puts `{"type": "image"}` slots (the processor fills them from the row's
 images), an endpoint request puts `image_ref` parts (by content hash,
-builders.generation.image_ref), the local generator renders slots with the
+builders.inference.backends.image_ref), the local generator renders slots with the
 processor's chat template. The turn is built here, once, for all of them.
 """
 from __future__ import annotations
