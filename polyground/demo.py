@@ -222,7 +222,19 @@ def train_models(run: Runner, cfg: DemoConfig, refs: dict, out: Path) -> dict:
     models["control"] = Path(run(f"control: {control_steps} more SFT steps ({grpo_s:.0f}s, GRPO's time)",
                                  "train", "sft", "--data", refs["cot"], "--model", str(models["sft"]), "--output",
                                  str(out / "models" / "sft-control"), *sft_args(cfg, control_steps, control=True)))
+    control_s = read_run(models["control"])["metrics"]["train_runtime"]
+    refs["control_unfair"] = unequal_time(grpo_s, control_s)
     return models
+
+
+def unequal_time(grpo_s: float, control_s: float, tolerance: float = 0.25) -> str | None:
+    """Why the control did not get GRPO's minutes, or None. Its step count comes from SFT's
+    measured rate, so a load change between SFT and GRPO (another job on the cores) gives it
+    too few or too many steps: the comparison is then not equal-time and the demo says so."""
+    if abs(control_s - grpo_s) <= tolerance * grpo_s:
+        return None
+    return (f"the control trained {control_s:.0f}s against GRPO's {grpo_s:.0f}s (the machine's load changed "
+            f"between SFT and GRPO), so the comparison is not equal-time; rerun on an idle machine")
 
 
 def evaluate_models(run: Runner, cfg: DemoConfig, refs: dict, models: dict, out: Path) -> dict:
@@ -324,6 +336,8 @@ def write_report(out: Path, cfg: DemoConfig, refs: dict, models: dict, metrics: 
     ]
     if refs.get("rl_pool_failed"):
         parts += [f"**Failed stage**: {refs['rl_pool_failed']}.", ""]
+    if refs.get("control_unfair"):
+        parts += [f"**Not equal-time**: {refs['control_unfair']}.", ""]
     parts += ["## Lineage", "", *lineage(store, refs, models), "",
               "## Time per step", "", "| step | seconds |", "|---|---|",
               *[f"| {t} | {s:.1f} |" for t, s in timings], f"| total | {total:.1f} |", "",
@@ -350,6 +364,8 @@ def run_demo(cfg: DemoConfig, out: Path, store: Path | None = None) -> Path:
     print(verdict(metrics, split_name(cfg)))
     if refs.get("rl_pool_failed"):
         print(f"failed stage: {refs['rl_pool_failed']}.")
+    if refs.get("control_unfair"):
+        print(f"not equal-time: {refs['control_unfair']}.")
     print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")
     print(f"its datasets: polyground --store {store} data ls")
     return report

@@ -77,6 +77,16 @@ def test_no_task_in_band_is_a_failed_stage_and_grpo_says_what_it_ran_on(tmp_path
     assert grpo[grpo.index("--data") + 1] == "rl@1"
 
 
+def test_a_control_short_of_grpos_minutes_is_said():
+    """Measured: SFT on a loaded machine (3.7 s/step) gave the control 27 steps, 14 s against GRPO's 99 s."""
+    from polyground.demo import unequal_time
+
+    assert unequal_time(140.5, 145.4) is None and unequal_time(140.0, 116.8) is None  # runs G and L
+    note = unequal_time(98.7, 14.0)
+    assert note.startswith("the control trained 14s against GRPO's 99s") and "not equal-time" in note
+    assert unequal_time(100.0, 130.0) is not None  # too long is as unfair as too short
+
+
 # ---- the whole demo at a small size -----------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path):
