@@ -10,13 +10,13 @@ prompt and reward made the checkpoint.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from builders.inference.identity import model_digest  # the one model identity
 from builders.inference.models import RUN_FILE
 from builders.store import code_version  # the one code version of the project
 
@@ -44,18 +44,13 @@ def library_versions() -> dict:
 
 
 def model_fingerprint(name_or_path: str) -> dict:
-    """Identity of the starting model: for a folder, a hash of its config and weight file names/sizes
-    (cheap even at 7B), plus its own run.json's lineage when it was trained by polyground."""
+    """Identity of the starting model: for a folder, its model digest (builders.inference.identity, the digest a
+    policy identity `local:<name>:sha256:<12 hex>` begins with), plus its own run.json's lineage when it
+    was trained by polyground."""
     path = Path(name_or_path)
     if not path.is_dir():
         return {"name_or_path": name_or_path, "local": False}
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".json", ".safetensors", ".bin", ".jinja") and f.name != RUN_FILE:
-            h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
-            if f.suffix == ".json":
-                h.update(f.read_bytes())
-    out = {"name_or_path": str(path.resolve()), "local": True, "fingerprint": h.hexdigest()[:16]}
+    out = {"name_or_path": str(path.resolve()), "local": True, "fingerprint": model_digest(path)}
     parent = path / RUN_FILE
     if parent.is_file():
         run = json.loads(parent.read_text())

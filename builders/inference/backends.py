@@ -15,8 +15,9 @@ client's retries gets an empty list and its reason in `backend.failures`
   lazily: builders never import torch at module import), batched and seeded.
 
 Both go through the store's response cache, scoped by the POLICY IDENTITY
-(`policy_identity`): a hash of the weights folder, or the endpoint URL and
-served model name. A rerun after a crash asks nothing twice, and a retrained
+(`policy_identity`): the folder's model digest (builders.inference.identity, the one
+model identity, which run.json records too), or the endpoint URL and served
+model name. A rerun after a crash asks nothing twice, and a retrained
 policy in the same folder never reuses its predecessor's samples.
 
 The prompt is the student's, built once in builders.inference.student (images first,
@@ -35,6 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from builders.inference.cache import CachedSample, ResponseCache, request_key
+from builders.inference.identity import model_digest
 from schemas.errors import UserError
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -47,22 +49,6 @@ def is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 
 
-def _folder_digest(folder: Path) -> str:
-    """sha256 over the top-level files a loader reads (names and bytes); sub-folders such
-    as checkpoint-* are not part of the model that `from_pretrained(folder)` loads."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        h.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    adapter = folder / "adapter_config.json"
-    if adapter.is_file():  # a LoRA folder: the base model is part of the policy too
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
-        h.update(b"base\0" + (_folder_digest(Path(base)) if Path(base).is_dir() else base).encode())
-    return h.hexdigest()
-
-
 def policy_identity(path_or_url: str, model_name: str | None = None) -> str:
     """`local:<folder name>:sha256:<12 hex>`, `endpoint:<model>@<url>` or `hub:<id>`."""
     from builders.inference.endpoint import redact_url
@@ -73,7 +59,7 @@ def policy_identity(path_or_url: str, model_name: str | None = None) -> str:
         return f"endpoint:{model_name}@{redact_url(path_or_url).rstrip('/')}"
     folder = Path(path_or_url)
     if folder.is_dir():
-        return f"local:{folder.resolve().name}:sha256:{_folder_digest(folder)[:12]}"
+        return f"local:{folder.resolve().name}:sha256:{model_digest(folder)[:12]}"
     if "@" in path_or_url or "://" in path_or_url:  # no Hub id holds these: a mistyped URL, maybe with a password
         raise UserError(f"{redact_url(path_or_url)!r} is neither a model folder nor an http(s) URL "
                         "(for example http://127.0.0.1:8000/v1)")
