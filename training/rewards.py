@@ -15,24 +15,24 @@ mean instead of reading a false 0.
   image (MIRG-RL's object-level reward).
 
 Set rows (a `targets` column that is not None: several targets, or none; schemas/rows.py)
-are scored by schemas.sets: `format` is their strict set parse, `image` the Jaccard of
-the named and the target image sets, `iou` the set IoU (Hungarian matching on the same
-image). By name, for set data:
-- `set_iou_reward`: the set IoU (a single row: its IoU);
-- `image_set_reward`: the image-set Jaccard (a single row: the image score);
-- `no_target_reward`: 1 when "none" is said exactly where the target is in no image
-  (a single row: 1 for a parsed box, since the target is there).
+are scored by schemas.sets, through the same dispatch (`schemas.sets.score_row`) as cot
+and rl-pool: `format` is their strict set parse, `image` the Jaccard of the named and the
+target image sets, `iou` the set IoU (Hungarian matching on the same image). So one
+function serves both kinds of row; `set_iou` and `image_set` (issue 18's names for set
+recipes) are the iou and image scores under their own TRL log names. `no_target`: 1 when
+"none" is said exactly where the target is in no image (a single row: 1 for a parsed box,
+since the target is there).
 
-TRL logs each function's mean and std under `rewards/<name>/...`, so every
+TRL logs each function's mean and std under `rewards/<name>_reward/...`, so every
 component is visible on its own; weights are `reward_weights`.
 
 `REWARDS` is the one registry of rewards (name -> Reward: the TRL function, the
 same number from one completion's `Scores`, the default weight, whether it is in
-the default list). The GRPO config checks `reward_funcs` against it,
-`make_reward_funcs` binds from it, and eval's per-row `reward` (`combined_score`)
-sums its default ones (`DEFAULT_REWARD_WEIGHTS`: format, image, iou; the set
-rewards are chosen by name). To add a reward: write its function here and
-register it.
+the default list), made from `_TABLE` by `reward_func`. The GRPO config checks
+`reward_funcs` against it, `make_reward_funcs` binds from it, and eval's per-row
+`reward` (`combined_score`) sums its default ones (`DEFAULT_REWARD_WEIGHTS`:
+format, image, iou; the others are chosen by name). To add a reward: write its
+score (Scores or SetScores -> float | None) and add a line to `_TABLE`.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from schemas.scoring import format_score, image_score, iou_score, score_completion
-from schemas.sets import score_set_completion
+from schemas.scoring import format_score, image_score, iou_score
+from schemas.sets import score_row
 
 
 def completion_text(completion) -> str:
@@ -55,28 +55,13 @@ def completion_text(completion) -> str:
 
 
 def _scores(completions, profile, columns: dict):
-    """One Scores (SetScores for a set row) per completion; the target columns arrive one value per completion."""
+    """One Scores (SetScores for a set row) per completion, through schemas.sets.score_row, the one
+    single-or-set dispatch; the target columns arrive one value per completion (`targets` may be absent)."""
     sets = columns.get("targets") or [None] * len(completions)
-    targets = zip(columns["target_image"], columns["equivalent_images"], columns["target_box"], columns["image_sizes"],
-                  sets, strict=True)
-    return [score_completion(completion_text(c), t, e, b, s, profile) if pairs is None
-            else score_set_completion(completion_text(c), [(p["image"], p["box"]) for p in pairs], s, profile)
-            for c, (t, e, b, s, pairs) in zip(completions, targets, strict=True)]
-
-
-def format_reward(completions, profile, **columns) -> list[float]:
-    """1.0 for a completion in the profile's think/answer format with a parsable answer, else 0.0."""
-    return [format_score(s) for s in _scores(completions, profile, columns)]
-
-
-def image_reward(completions, profile, **columns) -> list[float | None]:
-    """1.0 when the right image is named, 0.0 otherwise, None when the row cannot be verified."""
-    return [image_score(s) for s in _scores(completions, profile, columns)]
-
-
-def iou_reward(completions, profile, **columns) -> list[float | None]:
-    """IoU on the target image (0.0 on a wrong image), None when the row cannot be verified."""
-    return [iou_score(s) for s in _scores(completions, profile, columns)]
+    rows = [{"target_image": t, "equivalent_images": e, "target_box": b, "targets": s} for t, e, b, s in zip(
+        columns["target_image"], columns["equivalent_images"], columns["target_box"], sets, strict=True)]
+    return [score_row(completion_text(c), row, sizes, profile)
+            for c, row, sizes in zip(completions, rows, columns["image_sizes"], strict=True)]
 
 
 def no_target_score(scores) -> float | None:
@@ -87,19 +72,15 @@ def no_target_score(scores) -> float | None:
     return float(bool(getattr(scores, "none_correct", scores.format_ok)))
 
 
-def set_iou_reward(completions, profile, **columns) -> list[float | None]:
-    """The set IoU of a set row (a single row: its IoU); None when the row cannot be verified."""
-    return [iou_score(s) for s in _scores(completions, profile, columns)]
+def reward_func(name: str, score: Callable) -> Callable:
+    """The TRL reward function of `score`: its number for each completion (single or set row alike),
+    named `<name>_reward`, the name TRL logs it under (`rewards/<name>_reward/mean`)."""
+    def reward(completions, profile, **columns) -> list[float | None]:
+        return [score(s) for s in _scores(completions, profile, columns)]
 
-
-def image_set_reward(completions, profile, **columns) -> list[float | None]:
-    """The Jaccard of the named and the target image sets (a single row: the image score)."""
-    return [image_score(s) for s in _scores(completions, profile, columns)]
-
-
-def no_target_reward(completions, profile, **columns) -> list[float | None]:
-    """no_target_score of each completion."""
-    return [no_target_score(s) for s in _scores(completions, profile, columns)]
+    reward.__name__ = reward.__qualname__ = f"{name}_reward"
+    reward.__doc__ = f"{score.__name__} of each completion: {score.__doc__}"
+    return reward
 
 
 @dataclass(frozen=True)
@@ -110,15 +91,21 @@ class Reward:
     default: bool = True  # in the default reward_funcs list and eval's per-row reward
 
 
-REWARDS = {
-    "format": Reward(format_reward, format_score, 0.1),
-    "image": Reward(image_reward, image_score, 0.3),
-    "iou": Reward(iou_reward, iou_score, 1.0),
-    # Target sets, by name only: format/image/iou already read set rows through the set scores.
-    "set_iou": Reward(set_iou_reward, iou_score, 1.0, default=False),
-    "image_set": Reward(image_set_reward, image_score, 0.3, default=False),
-    "no_target": Reward(no_target_reward, no_target_score, 0.3, default=False),
+_TABLE = {  # name: (score, default weight, in the default list)
+    "format": (format_score, 0.1, True),
+    "image": (image_score, 0.3, True),  # a set row: the image-set Jaccard
+    "iou": (iou_score, 1.0, True),  # a set row: the set IoU
+    # Names kept for set recipes (issue 18): the same scores as iou and image, which read set rows
+    # already; only TRL's log name differs, so both can be listed and logged apart.
+    "set_iou": (iou_score, 1.0, False),
+    "image_set": (image_score, 0.3, False),
+    "no_target": (no_target_score, 0.3, False),
 }
+REWARDS = {name: Reward(reward_func(name, score), score, weight, default)
+           for name, (score, weight, default) in _TABLE.items()}
+# Module attributes, for importers and for pickle (which finds a function by its qualname).
+format_reward, image_reward, iou_reward = (REWARDS[n].func for n in ("format", "image", "iou"))
+set_iou_reward, image_set_reward, no_target_reward = (REWARDS[n].func for n in ("set_iou", "image_set", "no_target"))
 DEFAULT_REWARDS = [name for name, r in REWARDS.items() if r.default]
 DEFAULT_REWARD_WEIGHTS = {name: REWARDS[name].weight for name in DEFAULT_REWARDS}
 
