@@ -51,12 +51,15 @@ def parse_sections(text: str) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in sections.items()}
 
 
+LABEL_KEYS, WORD_KEYS = ("label", "name", "category"), ("color", "shape")  # what names an object (describe)
+
+
 def describe(obj: dict) -> str:
     """An object's name: its label, or colour + shape ("red circle")."""
-    for key in ("label", "name", "category"):
+    for key in LABEL_KEYS:
         if isinstance(obj.get(key), str) and obj[key].strip():
             return obj[key].strip()
-    words = [obj[k] for k in ("color", "shape") if isinstance(obj.get(k), str) and obj[k]]
+    words = [obj[k] for k in WORD_KEYS if isinstance(obj.get(k), str) and obj[k]]
     return " ".join(words) or "object"
 
 

@@ -5,9 +5,17 @@ lineage names TASKS as its input: every row of TASKS (unless
 `--negatives-only`) plus, per grounding row it can, one negative row
 `<id>~no_target` holding the row's images without its target and equivalent
 images, the same question, and an EMPTY target set (schemas/rows.py
-`targets: []`). Its meta keeps the source row's, plus
-`negative_of` (the source id) and `negative_rule` ("drop_target_images");
-annotations in `meta.objects` follow their images. The manifest's
+`targets: []`). Its meta says only what is true of it: `negative_of` (the
+source id), `negative_rule` ("drop_target_images"), `kept_images` (the source
+row's indices of the images it keeps, in order), the annotations of the kept
+images (`meta.objects`, builders/annotations.py) and the name of what the
+question asks for (`meta.target_object`'s naming keys, not where it was). The
+rest of the source's meta is not copied: a reader's meta describes the source
+row's images and targets (MC-Bench's `file_names`, `image_sizes`, `bbox_raw`,
+`annotation_ids`, `positive_sample`; MIG-Bench's `target_from`), and read on the
+negative it would describe an image that is gone and a target that is not
+there. It stays on the source row, found by `negative_of` and indexed by
+`kept_images`. The manifest's
 `negatives` block counts what was made and why a row was not used:
 - `question_names_an_image`: the question points at an image ("... in the
   second image", or the source recorded `target_from: question`): once that
@@ -20,6 +28,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from builders.annotations import LABEL_KEYS, WORD_KEYS
 from schemas.profiles import image_mentions
 
 RULE = "drop_target_images"
@@ -40,12 +49,22 @@ def negative_of(row: dict) -> tuple[dict | None, str | None]:
     keep = [k for k in range(len(row["images"])) if k not in drop]
     if not keep:
         return None, "no_image_left"
-    if isinstance(meta.get("objects"), list) and len(meta["objects"]) == len(row["images"]):
-        meta["objects"] = [meta["objects"][k] for k in keep]
-    meta.update(negative_of=row["id"], negative_rule=RULE)
+    meta = negative_meta(row["id"], meta, keep, len(row["images"]))
     return {**row, "id": row["id"] + SUFFIX, "images": [row["images"][k] for k in keep], "target_image": None,
             "target_box": None, "equivalent_images": [], "targets": [],
             "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False)}, None
+
+
+def negative_meta(source_id: str, meta: dict, keep: list[int], n_images: int) -> dict:
+    """The negative's meta from its source's: the rule, the kept images, and only what still holds."""
+    out = {"negative_of": source_id, "negative_rule": RULE, "kept_images": keep}
+    objects = meta.get("objects")
+    if isinstance(objects, list) and len(objects) == n_images:  # one list per image
+        out["objects"] = [objects[k] for k in keep]
+    target = meta.get("target_object")
+    if isinstance(target, dict) and (name := {k: target[k] for k in LABEL_KEYS + WORD_KEYS if k in target}):
+        out["target_object"] = name  # what the question asks for; its cell or box was on a dropped image
+    return out
 
 
 def with_negatives(rows: list[dict], negatives_only: bool = False) -> tuple[list[dict], dict]:

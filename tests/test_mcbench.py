@@ -81,6 +81,20 @@ def test_a_negative_has_an_empty_set_and_a_disagreeing_flag_is_marked(built):
     assert built.manifest["summary"]["no_target_rows"] == 1
 
 
+def test_a_negative_of_a_row_describes_only_the_image_it_keeps(built):
+    from builders.negatives import negative_of
+
+    source = {r["id"]: r for r in built.table().to_pylist()}["mcb-1"]  # one box, on the second of two images
+    neg, why = negative_of(source)
+    assert why is None and neg["images"] == source["images"][:1] and neg["targets"] == []
+    meta, was = json.loads(neg["meta"]), json.loads(source["meta"])
+    assert meta == {"negative_of": "mcb-1", "negative_rule": "drop_target_images", "kept_images": [0]}
+    # nothing names the dropped image or the box that was on it; the source row keeps them, indexed by kept_images
+    dropped = was["file_names"][1]
+    assert dropped not in neg["meta"] and str(was["bbox_raw"][0]) not in neg["meta"]
+    assert was["file_names"][meta["kept_images"][0]] == "COCO/000000000139.png"
+
+
 def test_bad_rows_are_quarantined_by_name(built):
     rejects = {r["id"]: r for r in built.rejects().to_pylist()}
     assert {k: r["reason"] for k, r in rejects.items()} == {

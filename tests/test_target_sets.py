@@ -130,3 +130,14 @@ def test_a_question_that_names_an_image_makes_no_negative():
     row = {**record(), "question": "Locate it in the second image."}
     assert negative_of(row) == (None, "question_names_an_image")
     assert negative_of({**record(), "meta": json.dumps({"target_from": "question"})}) == (None, "question_names_an_image")
+
+
+def test_a_negative_keeps_the_kept_images_annotations_and_the_targets_name_only():
+    from builders.negatives import negative_of
+
+    objects = [[{"shape": "circle", "color": "red", "cell": 0}], [], [{"shape": "square", "color": "red", "cell": 3}]]
+    meta = {"objects": objects, "target_object": {"shape": "circle", "color": "red", "cell": 0},
+            "file_names": ["a.png", "b.png", "c.png"], "seed": 3}
+    neg, _ = negative_of(record(meta=json.dumps(meta)))  # targets on images 0 and 2
+    assert json.loads(neg["meta"]) == {"negative_of": "r", "negative_rule": "drop_target_images", "kept_images": [1],
+                                       "objects": [[]], "target_object": {"shape": "circle", "color": "red"}}
