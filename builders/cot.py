@@ -35,7 +35,6 @@ elsewhere is the same teacher (its rows decide the id anyway).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -45,6 +44,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from builders.inference.backends import ENDPOINT_DEFAULTS
+from builders.options import option
 from builders.sources.base import Reject
 from builders.inference.student import student_prompt
 from builders.templates import Template, load_template
@@ -78,32 +78,39 @@ def in_shard(task_id: str, shard: tuple[int, int] | None) -> bool:
 
 @dataclass
 class CotConfig:
-    """Options of `build cot` (the CLI documents each)."""
+    """Options of `build cot`; each field is its flag (polyground.cli.add_config_flags).
 
-    mode: str = "teacher"
-    teacher_url: str | None = None
-    teacher_model: str | None = None
-    teacher_profile: str = "norm1000"
-    api_key_env: str = ENDPOINT_DEFAULTS["api_key_env"]
-    samples: int = 4
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int = 0
-    hint: str = "none"
-    min_iou: float = 0.5
-    keep_per_task: int = 1
-    profile: str = "qwen2_vl"
-    concurrency: int = ENDPOINT_DEFAULTS["concurrency"]
-    timeout: float = ENDPOINT_DEFAULTS["timeout"]
-    max_retries: int = 6
-    breaker_after: int = 20
-    supports_n: bool = True
-    price_in: float | None = None
-    price_out: float | None = None
-    shard: str | None = None
-    image_min_pixels: int | None = None  # the pixel budget (default: a stock served Qwen2.5-VL's)
-    image_max_pixels: int | None = None
+    The endpoint's (concurrency, timeout, teacher_api_key_env) and the pixel budget's
+    flags are the shared ones (polyground.cli.add_endpoint_options,
+    add_pixel_budget_options); their defaults are the same values."""
+
+    mode: str = option("teacher", "teacher (an endpoint writes the reasoning) or annotations (written offline "
+                                  "from the rows' object annotations)", choices=MODES)
+    teacher_url: str | None = option(None, "OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    teacher_model: str | None = option(None, "the served model's name")
+    teacher_profile: str = option("norm1000", "answer format asked of the teacher (norm1000: JSON on 0-1000)")
+    profile: str = option("qwen2_vl", "answer profile of the written completions")
+    samples: int = option(4, "samples per task")
+    temperature: float = option(0.7, "sampling temperature")
+    top_p: float = option(1.0, "nucleus sampling")
+    max_tokens: int = option(1024, "completion tokens per sample")
+    seed: int = option(0, "sampling seed; request seed = seed + first sample index")
+    hint: str = option("none", "answer: give the teacher the ground truth to reason towards", choices=HINTS)
+    min_iou: float = option(0.5, "keep a sample with the right image and IoU >= this")
+    keep_per_task: int = option(1, "at most this many best samples kept per task")
+    concurrency: int = option(ENDPOINT_DEFAULTS["concurrency"], "endpoint: requests in flight")
+    timeout: float = option(ENDPOINT_DEFAULTS["timeout"], "endpoint: seconds per request, in total")
+    teacher_api_key_env: str = option(ENDPOINT_DEFAULTS["api_key_env"], "endpoint: variable holding the API key")
+    max_retries: int = option(6, "retries of a failed request")
+    breaker_after: int = option(20, "stop the build when this many attempts in a row fail: the endpoint is down")
+    no_n: bool = option(False, "one request per sample, for servers that ignore `n`")
+    price_in: float | None = option(None, "price per million prompt tokens (for the cost in the manifest)")
+    price_out: float | None = option(None, "price per million completion tokens")
+    shard: str | None = option(None, "i/n: build only shard i (0-based) of n, split by task id hash")
+    image_min_pixels: int | None = option(None, "the pixel budget's smallest area (default: a stock served "
+                                                "Qwen2.5-VL's, 3136)")
+    image_max_pixels: int | None = option(None, "the pixel budget's largest area (default: a stock served "
+                                                "Qwen2.5-VL's, 12845056)")
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -269,6 +276,8 @@ class Progress:
 
 def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False):
     """(rows, rejects, extra manifest, config) of a teacher run over `tasks`."""
+    import asyncio
+
     from builders.inference.cache import ResponseCache
     from builders.inference.endpoint import EndpointClient, Request, RequestFailed
     from schemas.profiles import profile_with_budget
@@ -277,8 +286,8 @@ def build_teacher(store, tasks: list[dict], cfg: CotConfig, quiet: bool = False)
     profile, teacher_profile = profile_with_budget(cfg.profile, budget), profile_with_budget(cfg.teacher_profile, budget)
     template = load_template(TEACHER_TEMPLATE)
     hint = load_template(HINT_TEMPLATE) if cfg.hint == "answer" else None
-    client = EndpointClient(cfg.teacher_url, cfg.teacher_model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
-                            max_retries=cfg.max_retries, concurrency=cfg.concurrency, supports_n=cfg.supports_n,
+    client = EndpointClient(cfg.teacher_url, cfg.teacher_model, api_key_env=cfg.teacher_api_key_env,
+                            timeout=cfg.timeout, max_retries=cfg.max_retries, concurrency=cfg.concurrency, supports_n=not cfg.no_n,
                             breaker_after=cfg.breaker_after,
                             cache=ResponseCache(store.root / "cache" / "responses.sqlite"),
                             image_loader=store.read_image)
@@ -357,8 +366,10 @@ def build_annotations(tasks: list[dict], cfg: CotConfig):
 
 def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamination: bool = False,
               quiet: bool = False):
-    """Build and commit one cot version; returns (version, summary dict)."""
+    """Build and commit one cot version: a builders.steps.BuildResult (summary: the manifest's
+    `cot` block and the usage)."""
     from builders.store.contamination import contamination_fields
+    from builders.steps import commit
     from schemas import rows as contract
     from schemas.scoring import SCORING_VERSION
 
@@ -379,17 +390,6 @@ def build_cot(store, cfg: CotConfig, tasks_ref: str, name: str, refuse_contamina
                     "image_pixels": pixels}
     config = {"mode": cfg.mode, "profile": cfg.profile, "shard": cfg.shard, "scoring_version": SCORING_VERSION,
               "image_pixels": pixels, **config}
-    with store.writer(name, "cot", inputs=[version], config=config) as w:
-        w.write(contract.to_table(rows, "cot"), contract.to_table(rejects, "rejects"), extra)
-    return w.version, {**extra["cot"], "rejects": dict(Counter(r["reason"] for r in rejects)),
-                       "usage": extra.get("usage")}
+    return commit(store, name, "cot", contract.to_table(rows, "cot"), rejects, inputs=[version], config=config,
+                  extra=extra, summary={**extra["cot"], "usage": extra.get("usage")})
 
-
-def config_from_args(args) -> CotConfig:
-    """A CotConfig from parsed CLI arguments (names match, but for the two flags below)."""
-    values = {k: getattr(args, k) for k in CotConfig.__dataclass_fields__ if getattr(args, k, None) is not None}
-    if getattr(args, "teacher_api_key_env", None):
-        values["api_key_env"] = args.teacher_api_key_env
-    if getattr(args, "no_n", False):
-        values["supports_n"] = False
-    return CotConfig(**values)

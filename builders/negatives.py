@@ -27,12 +27,22 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 from builders.annotations import LABEL_KEYS, WORD_KEYS
+from builders.options import option
+from schemas.errors import UserError
 from schemas.profiles import image_mentions
 
 RULE = "drop_target_images"
 SUFFIX = "~no_target"
+
+
+@dataclass
+class NegativesConfig:
+    """Options of `build negatives`; each field is its flag (polyground.cli.add_config_flags)."""
+
+    negatives_only: bool = option(False, "write only the negative rows")
 
 
 def negative_of(row: dict) -> tuple[dict | None, str | None]:
@@ -83,3 +93,25 @@ def with_negatives(rows: list[dict], negatives_only: bool = False) -> tuple[list
         made += 1
     return out, {"rule": RULE, "made": made, "skipped": dict(sorted(skipped.items())),
                  "negatives_only": negatives_only}
+
+
+def build_negatives(store, source_ref: str, name: str, config: NegativesConfig):
+    """Write a tasks version: `source_ref`'s rows plus their negatives (builders.steps.BuildResult;
+    `dropped`: the rows that made no negative, by reason; `summary`: the manifest's block)."""
+    from builders.sources.ingest import task_summary
+    from builders.steps import commit
+    from schemas import rows as contract
+
+    version = store.resolve(source_ref)
+    store.check_trainable(version)
+    if version.kind != "tasks":
+        raise UserError(f"{version.ref} is a {version.kind} version; build negatives reads a tasks version")
+    records, block = with_negatives(version.table().to_pylist(), config.negatives_only)
+    if not block["made"]:
+        why = ", ".join(f"{k}: {v}" for k, v in block["skipped"].items()) or "no row"
+        raise UserError(f"no negative could be made from {version.ref} ({why})")
+    table = contract.to_table(records, "tasks")
+    extra = {"summary": task_summary(table), "negatives": {**block, "from": version.ref}}
+    config_record = {"negatives": RULE, "negatives_only": config.negatives_only}
+    return commit(store, name, "tasks", table, None, inputs=[version], config=config_record, extra=extra,
+                  summary=extra["negatives"], dropped=block["skipped"])

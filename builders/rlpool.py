@@ -32,12 +32,13 @@ import json
 import re
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
 from builders.options import option
 from builders.sources.base import Reject
+from builders.steps import BuildResult, commit
 from schemas import rows
 from schemas.errors import UserError
 
@@ -120,10 +121,10 @@ class NoTaskInBand(UserError):
 
 
 @dataclass
-class PoolResult:
-    version: object  # builders.store.Version of the rl-pool
-    sft_version: object | None
-    summary: dict = field(default_factory=dict)
+class PoolResult(BuildResult):
+    """The rl-pool's BuildResult, and the --emit-sft cot version (None when not asked or none verified)."""
+
+    sft_version: object | None = None
 
 
 def _reject(task_id: str, reason: str, detail: str = "", record: dict | None = None) -> dict:
@@ -273,10 +274,9 @@ def _write_sft(store, name: str, sft_rows: list[dict], version, cfg: dict, extra
     if not sft_rows:
         print(f"rl-pool: no verified sample, so no SFT version {name} was written", file=sys.stderr)
         return None
-    with store.writer(name, "cot", inputs=[version], config={**cfg, "emit": "best verified sample per task"}) as w:
-        w.write(rows.to_table(sft_rows, "cot"), None,
-                {k: extra[k] for k in ("policy", "usage", "contamination", "near_duplicates")})
-    return w.version
+    return commit(store, name, "cot", rows.to_table(sft_rows, "cot"), None, inputs=[version],
+                  config={**cfg, "emit": "best verified sample per task"},
+                  extra={k: extra[k] for k in ("policy", "usage", "contamination", "near_duplicates")}).version
 
 
 def input_version(store, tasks_ref):
@@ -317,9 +317,8 @@ def build_rl_pool(store, tasks_ref, backend, config: RLPoolConfig, name: str, em
     extra = {"policy": policy, "usage": backend.usage(), "pass_rates": dict(sorted(run.pass_rates.items())),
              "samples": dict(sorted(run.samples.items())), "band": str(run.band),
              **contamination_fields(store, table, refuse=False)}
-    with store.writer(name, "rl-pool", inputs=[version], config=cfg) as w:
-        w.write(pool, rows.to_table(run.rejects, "rejects"), extra)
+    summary = {"tasks": table.num_rows, "pass_rates": dict(run.pass_rates), "sft_rows": len(run.sft)}
+    result = commit(store, name, "rl-pool", pool, run.rejects, inputs=[version], config=cfg, extra=extra,
+                    summary=summary)
     sft_version = _write_sft(store, emit_sft, run.sft, version, cfg, extra) if emit_sft else None
-    summary = {"tasks": table.num_rows, "kept": pool.num_rows, "rejected": len(run.rejects),
-               "pass_rates": dict(run.pass_rates), "sft_rows": len(run.sft)}
-    return PoolResult(w.version, sft_version, summary)
+    return PoolResult(**vars(result), sft_version=sft_version)

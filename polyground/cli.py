@@ -111,44 +111,58 @@ def add_pixel_budget_options(p: argparse.ArgumentParser, default: str) -> None:
                         f"qwen2_5_vl answer is read in that frame (default: {default})")
 
 
-def add_endpoint_options(p: argparse.ArgumentParser, api_key_flag: str = "--api-key-env",
-                         defaults: bool = True) -> None:
+def add_endpoint_options(p: argparse.ArgumentParser, api_key_flag: str = "--api-key-env") -> None:
     """--concurrency, --timeout and the API-key variable of every command that talks to an
-    OpenAI-compatible endpoint (builders.inference.backends.ENDPOINT_DEFAULTS). `defaults=False`
-    leaves them None, for a command whose config dataclass fills them (`build cot`)."""
+    OpenAI-compatible endpoint (builders.inference.backends.ENDPOINT_DEFAULTS). A config dataclass
+    that holds them (builders.cot.CotConfig) gets its flags from here: add_config_flags
+    leaves a field whose flag is declared already, once its default is the same."""
     from builders.inference.backends import ENDPOINT_DEFAULTS as d
 
-    value = (lambda k: d[k]) if defaults else (lambda k: None)
-    p.add_argument("--concurrency", type=int, default=value("concurrency"),
+    p.add_argument("--concurrency", type=int, default=d["concurrency"],
                    help=f"endpoint: requests in flight (default {d['concurrency']})")
-    p.add_argument("--timeout", type=float, default=value("timeout"),
+    p.add_argument("--timeout", type=float, default=d["timeout"],
                    help=f"endpoint: seconds per request, in total (default {d['timeout']:g})")
-    p.add_argument(api_key_flag, default=value("api_key_env"),
+    p.add_argument(api_key_flag, default=d["api_key_env"],
                    help=f"endpoint: variable holding the API key (default {d['api_key_env']})")
 
 
 def add_config_flags(p: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field of a build config dataclass (builders.options): the field's type,
-    help and default, each written once, in the dataclass."""
+    """One --flag per field of a build config dataclass (builders.options), named after the
+    field: its type, help, default and choices, each written once, in the dataclass. A bool
+    field is a switch (off by default). A field whose flag a shared helper declared already
+    (add_endpoint_options, add_pixel_budget_options) keeps that flag, which must have the
+    field's default: the default is still written once."""
     import dataclasses
-    import typing
 
-    hints = typing.get_type_hints(cls)
+    from builders.options import flag_type
+
     for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if kind not in (int, float, str):  # a switch or a list needs its own action: declare it by hand
-            raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind}")
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
-                       help=f"{f.metadata['help']} (default {f.default})")
+        flag, kind = "--" + f.name.replace("_", "-"), flag_type(cls, f.name)
+        declared = p._option_string_actions.get(flag)
+        if declared is not None:
+            if declared.dest != f.name or declared.default != f.default:
+                raise TypeError(f"{cls.__name__}.{f.name}: {flag} is declared already with another "
+                                f"destination or default ({declared.dest}={declared.default!r})")
+            continue
+        if kind is bool:
+            if f.default is not False:
+                raise TypeError(f"{cls.__name__}.{f.name}: a switch is off by default; name the field for its on state")
+            p.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        shown = "" if f.default is None else f" (default {f.default})"
+        p.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"),
+                       help=f"{f.metadata['help']}{shown}")
 
 
 def config_from_args(cls, args):
-    """The build config of `cls` from parsed arguments: exactly its fields (builders.options)."""
+    """The build config of `cls` from parsed arguments: one value per field, its flag's.
+
+    No option can be unknown here (the parser knows only the fields' flags, and a
+    --config key is checked against the parser: polyground/config.py); what is left
+    to check is the values, in the config's __post_init__."""
     import dataclasses
 
-    from builders.options import from_options
-
-    return from_options(cls, {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}, cls.__name__)
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:

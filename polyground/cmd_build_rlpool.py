@@ -57,7 +57,7 @@ def run(args) -> int:
                            progress=not args.quiet)
     s = result.summary
     rates = ", ".join(f"{p}: {n}" for p, n in sorted(s["pass_rates"].items()))
-    print(f"{result.version.ref}: kept {s['kept']} of {s['tasks']} tasks in band {config.band} "
+    print(f"{result.version.ref}: kept {result.kept} of {s['tasks']} tasks in band {config.band} "
           f"(pass rates {{{rates}}}); policy {backend.identity}, profile {profile.name}, "
           f"images at {budget.min_pixels}..{budget.max_pixels} pixels", file=sys.stderr)
     if result.sft_version is not None:

@@ -22,9 +22,11 @@ import sys
 from pathlib import Path
 
 from polyground.cli import (
-    add_config_option, add_endpoint_options, add_pixel_budget_options, open_store, terminal_safe,
+    add_config_flags, add_config_option, add_endpoint_options, add_pixel_budget_options, config_from_args, open_store,
+    terminal_safe,
 )
 from schemas.errors import UserError
+from training.evaluation.config import EvalConfig
 
 
 def add_parsers(sub) -> None:
@@ -41,16 +43,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--model-name", help="label of the model in reports (default: from the model or the file)")
     p.add_argument("--output", type=Path, help="folder for metrics.json, metrics.md and the charts")
     p.add_argument("--name", help="name of the predictions dataset (default: <bench>-pred-<model>)")
-    p.add_argument("--max-tokens", type=int, default=512, help="new tokens per answer (default 512)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (used when temperature > 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="local model: tasks per generate call (default 8)")
-    p.add_argument("--device", help="local model: cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--limit", type=int, help="only the first N tasks of the split (a quick look)")
+    add_config_flags(p, EvalConfig)  # sampling, --limit, the local model's and the MIG-Bench scoring options
     add_endpoint_options(p)
     add_pixel_budget_options(p, "a model folder's processor bounds; for an endpoint or --predictions a stock "
                                 "served Qwen2.5-VL's, 3136 and 12845056")
-    add_scoring_options(p)
     add_config_option(p)
     p.set_defaults(func=run_eval)
     sub_eval = p.add_subparsers(dest="eval_command", metavar="COMMAND")
@@ -62,28 +58,12 @@ def add_parsers(sub) -> None:
     c.set_defaults(func=run_compare)
 
 
-def add_scoring_options(p) -> None:
-    """How MIG-Bench rows are prompted and officially scored (schemas.official)."""
-    from schemas.official import DEFAULT_PROMPT, MIG_PROMPTS, SCORERS
-
-    p.add_argument("--official-scorer", choices=list(SCORERS), default="migician",
-                   help="official MIG-Bench script to reproduce: migician (thunlp/Migician, MIG_data.json) or "
-                        "univg-r1 (AMAP-ML/UniVG-R1, revised_MIG_bench.json; 0-1000 boxes only). Default migician")
-    p.add_argument("--migician-y-rescale", action="store_true",
-                   help="apply migician_eval's y stretch (y1*1.05, y2*1.10, capped at 0.999) before the official "
-                        "IoU, as the published Migician numbers do")
-    p.add_argument("--prompt-template", choices=[*MIG_PROMPTS, "polyground"],
-                   help=f"prompt of MIG-Bench rows: an official one (default {DEFAULT_PROMPT}: question + Migician's "
-                        "Qwen2-VL format suffix) or polyground (the profile's); with --predictions, the one the "
-                        "completions were made with (recorded, not checked)")
-
-
-def _scoring(args, source: str):
+def _scoring(cfg, source: str):
     """(OfficialScorer, prompt template name or None, PromptTemplate or None) from the scoring options."""
     from schemas.official import DEFAULT_PROMPT, MIG_PROMPTS, OfficialScorer
 
-    official = OfficialScorer(args.official_scorer, args.migician_y_rescale)
-    name = args.prompt_template or (None if source == "--predictions" else DEFAULT_PROMPT)
+    official = OfficialScorer(cfg.official_scorer, cfg.migician_y_rescale)
+    name = cfg.prompt_template or (None if source == "--predictions" else DEFAULT_PROMPT)
     return official, name, MIG_PROMPTS.get(name)
 
 
@@ -98,7 +78,7 @@ def _source(args) -> str:
     return given[0]
 
 
-def _completions(args, store, bench, source: str, template=None):
+def _completions(args, cfg, store, bench, source: str, template=None):
     """(completions by id, profile, model label, source record, usage)."""
     from training.evaluation import run as ev
 
@@ -126,39 +106,40 @@ def _completions(args, store, bench, source: str, template=None):
     profile, budget, given = resolve_frame(policy, args.endpoint_model, args.profile,
                                            args.image_min_pixels, args.image_max_pixels)
     backend = make_backend(store, policy, args.endpoint_model, profile, concurrency=args.concurrency,
-                           batch_size=args.batch_size, device=args.device, api_key_env=args.api_key_env,
+                           batch_size=cfg.batch_size, device=cfg.device, api_key_env=args.api_key_env,
                            timeout=args.timeout, budget=budget, budget_given=given)
-    sampling = {"temperature": args.temperature, "top_p": 1.0, "max_tokens": args.max_tokens}
+    sampling = {"temperature": cfg.temperature, "top_p": 1.0, "max_tokens": cfg.max_tokens}
 
     def progress(done, total):
         print(f"eval: generated {done}/{total}", file=sys.stderr)
 
-    completions = ev.generate_for_bench(store, bench, backend, sampling, seed=args.seed,
-                                        batch_size=args.batch_size if source == "--model" else 256,
-                                        limit=args.limit, progress=progress, template=template)
+    completions = ev.generate_for_bench(store, bench, backend, sampling, seed=cfg.seed,
+                                        batch_size=cfg.batch_size if source == "--model" else 256,
+                                        limit=cfg.limit, progress=progress, template=template)
     if backend.failures:
         print(f"eval: {len(backend.failures)} task(s) got no answer from the endpoint (scored as empty)",
               file=sys.stderr)
     label = args.model_name or (args.endpoint_model if source == "--endpoint" else ev.model_slug(policy))
-    record = {"kind": backend.kind, **backend.describe(), "sampling": sampling, "seed": args.seed,
-              "limit": args.limit}
+    record = {"kind": backend.kind, **backend.describe(), "sampling": sampling, "seed": cfg.seed,
+              "limit": cfg.limit}
     return completions, profile, label, record, backend.usage()
 
 
 def run_eval(args) -> int:
     from training.evaluation import report, run as ev, score
 
+    cfg = config_from_args(EvalConfig, args)
     source = _source(args)
     store = open_store(args)
     bench = store.resolve(args.bench)
-    official, prompt_name, template = _scoring(args, source)
+    official, prompt_name, template = _scoring(cfg, source)
     score.check_official_scorer(bench, official)  # before any generation
-    completions, profile, label, record, usage = _completions(args, store, bench, source, template)
+    completions, profile, label, record, usage = _completions(args, cfg, store, bench, source, template)
     prompt = (ev.prompt_record(template, profile) if prompt_name
               else {"template": None, "note": "predictions made elsewhere: pass --prompt-template to record it"})
     # With --limit only the generated tasks are scored: the rest would count as missing answers.
     metrics = ev.evaluate(store, bench, completions, profile, label, name=args.name, source=record,
-                          limit=args.limit if source != "--predictions" else None, usage=usage,
+                          limit=cfg.limit if source != "--predictions" else None, usage=usage,
                           official=official, prompt=prompt)
     report.write_report(metrics, args.output)
     sys.stdout.write(terminal_safe(report.metrics_markdown(metrics)))

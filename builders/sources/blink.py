@@ -152,8 +152,7 @@ def image_columns(file: Path) -> list[str]:
     return cols
 
 
-def read_blink(path: Path | str, subsets=None, split: str | None = "val",
-               **_ignored) -> Iterator[SourceItem | Reject]:
+def read_blink(path: Path | str, subsets=None, split: str | None = "val") -> Iterator[SourceItem | Reject]:
     """Yield one multiple-choice SourceItem per row; `subsets` picks subtasks (configs or display names)."""
     import pyarrow.parquet as pq
 

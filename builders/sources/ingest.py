@@ -220,6 +220,11 @@ def batched(items: Iterable, n: int):
         yield batch
 
 
+def check_max_images(max_images) -> None:
+    if not _is_index(max_images) or max_images < 1:
+        raise UserError(f"--max-images-per-row must be a positive integer, got {max_images!r}")
+
+
 def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
            root: Path | None = None, max_images: int = MAX_IMAGES_PER_ROW) -> tuple[list[dict], list[dict]]:
     """Validate a source's items into (task records, rejects rows).
@@ -227,8 +232,7 @@ def ingest(items: Iterable[SourceItem | Reject], store, progress: bool = True,
     `root` bounds path references (None: any readable path); `max_images` bounds
     the images of one row. Raises UserError when no item survives: an empty
     version is never what the user wanted."""
-    if not _is_index(max_images) or max_images < 1:
-        raise UserError(f"--max-images-per-row must be a positive integer, got {max_images!r}")
+    check_max_images(max_images)
     from tqdm import tqdm
 
     records, rejects, kept_ids = [], [], set()

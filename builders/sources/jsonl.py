@@ -35,7 +35,7 @@ KNOWN = {"id", "images", "question", "target_image", "box", "box_frame", "task_t
          "choices", "answer", "equivalent_images", "source", "targets"}
 
 
-def read_jsonl(path: Path | str | None, **_ignored) -> Iterator[SourceItem | Reject]:
+def read_jsonl(path: Path | str | None) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem (or Reject) per non-blank line of the file."""
     if path is None:
         raise UserError("jsonl: --path FILE.jsonl is required")

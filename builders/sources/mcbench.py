@@ -117,7 +117,7 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def read_mcbench(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
+def read_mcbench(path: Path | str) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem (or Reject) per description, then a Reject per orphan annotation."""
     file = bench_file(path)
     data = load(file)

@@ -231,7 +231,7 @@ def file_bases(path: Path) -> list[tuple[Path, Path]]:
     return out
 
 
-def read_mgrounding(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
+def read_mgrounding(path: Path | str) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem per human/gpt round of every conversation."""
     digests: dict[int, int] = {}  # hash of an id -> hash of the first content seen under it
     top = _top(Path(path).absolute())

@@ -141,7 +141,7 @@ def describe_source(path: Path | str) -> dict:
     }}
 
 
-def read_migbench(path: Path | str, **_ignored) -> Iterator[SourceItem | Reject]:
+def read_migbench(path: Path | str) -> Iterator[SourceItem | Reject]:
     """Yield one SourceItem (or Reject) per item of the bench file (see `bench_file`)."""
     file = bench_file(path)
     data = load_items(file)

@@ -110,7 +110,7 @@ def official_prompt(task: dict) -> str:
     return task["question"] + ANSWER_SUFFIX
 
 
-def read_mmiu(path: Path | str, subsets=None, **_ignored) -> Iterator[SourceItem | Reject]:
+def read_mmiu(path: Path | str, subsets=None) -> Iterator[SourceItem | Reject]:
     """Yield one multiple-choice SourceItem per record; `subsets` picks task names."""
     wanted = _subset_names(subsets)
     # Absolute paths: ingest reads a relative path as relative to the source root.

@@ -241,7 +241,7 @@ def make_item(family: str, seed: int, i: int, image_size: int, grid: int) -> Sou
 
 def read_synthetic(path: Path | None = None, n: int = 100, seed: int = 0,
                    family: str = "locate_red", image_size: int | None = None,
-                   grid: int | None = None, **_ignored) -> Iterator[SourceItem | Reject]:
+                   grid: int | None = None) -> Iterator[SourceItem | Reject]:
     """Yield n tasks of `family` for `seed` (`path` is unused: nothing is read).
 
     Defaults: locate_red draws 56 px images on a 2x2 grid (one token a cell);

@@ -48,5 +48,6 @@ puts several reports side by side.
 
 Files: score.py (each prediction scored: the PREDICTIONS records), metrics.py (their
 figures per task type), run.py (`evaluate`, `generate_for_bench`: a predictions version
-written), report.py (metrics.json, metrics.md, charts, `compare_table`).
+written), report.py (metrics.json, metrics.md, charts, `compare_table`), config.py (EvalConfig: the
+options of `polyground eval`).
 """

@@ -57,6 +57,7 @@ def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, m
     `official` is the schemas.official.OfficialScorer (default: Migician's, no
     y-rescale); `prompt` records the prompt template the completions came from
     (`prompt_record`); both are part of the version id and of every report."""
+    from builders.steps import commit
     from schemas.official import MIGICIAN
     from schemas.scoring import SCORING_VERSION, STRICT_VERSION
 
@@ -76,10 +77,10 @@ def evaluate(store, bench_version, completions_by_id: dict[str, str], profile, m
               "scoring_version": SCORING_VERSION, "source": source or {}, "limit": limit,
               **{k: provenance[k] for k in ("official_scorer", "strict_version", "prompt")}}
     name = name or f"{version.name}-pred-{model_slug(model_name)}"
-    with store.writer(name, "predictions", inputs=[version], config=config) as w:
-        w.write(pred, None, {"metrics": {k: metrics[k] for k in ("counts", "macro", "overall", "outcomes")},
-                             "usage": usage or {}})
-    metrics["predictions"] = w.version.ref
+    written = commit(store, name, "predictions", pred, None, inputs=[version], config=config,
+                     extra={"metrics": {k: metrics[k] for k in ("counts", "macro", "overall", "outcomes")},
+                            "usage": usage or {}})
+    metrics["predictions"] = written.version.ref
     return metrics
 
 
