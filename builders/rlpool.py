@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from builders.options import option
 from builders.sources.base import Reject
-from builders.steps import BuildResult, commit
+from builders.steps import BuildResult, commit, count_reasons
 from schemas import rows
 from schemas.errors import UserError
 
@@ -263,8 +263,8 @@ class _Run:
 
     def no_task_message(self, n_tasks: int) -> str:
         rates = ", ".join(f"{p}: {n}" for p, n in sorted(self.pass_rates.items()))
-        reasons = Counter(r["reason"] for r in self.rejects if not r["reason"].startswith("pass_rate="))
-        other = "".join(f", {n} {why}" for why, n in sorted(reasons.items()))
+        reasons = count_reasons(r for r in self.rejects if not r["reason"].startswith("pass_rate="))
+        other = "".join(f", {n} {why}" for why, n in reasons.items())
         return (f"no task in band {self.band}: {n_tasks} tasks, pass rates {{{rates or 'none'}}}{other}; "
                 f"nothing written (samples are cached: rerun with a wider --band, e.g. [0,1])")
 

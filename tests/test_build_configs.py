@@ -14,7 +14,7 @@ from builders.tasks import TasksConfig
 from polyground.cli import _leaf_parser, build_parser, config_from_args, main
 from schemas.errors import UserError
 from sources_util import FIXTURES
-from training.evaluate import EvalConfig
+from training.evaluation.config import EvalConfig
 
 # (command words, its config, the flags a shared helper declares for some of its fields)
 COMMANDS = [
