@@ -87,6 +87,33 @@ def test_a_control_short_of_grpos_minutes_is_said():
     assert unequal_time(100.0, 130.0) is not None  # too long is as unfair as too short
 
 
+def test_a_loaded_machine_is_a_note_and_the_lineage_sees_only_datasets(tmp_path):
+    """SFT measured at 3.7 s/step, then the control's steps ran at 0.5: the note is kept under a `_failed`
+    key (which the lineage skips), and the references the lineage resolves are all datasets."""
+    import json
+
+    from polyground.demo import DemoConfig, train_models
+
+    runtimes = {"sft": (550 * 3.7, 550), "grpo": (99.0, 40), "control": (14.0, 27)}
+
+    class TimedRunner(FakeRunner):
+        def __call__(self, title, *argv):
+            super().__call__(title, *argv)
+            if "--output" not in argv:
+                return "demo-rl@1"
+            out = tmp_path / argv[argv.index("--output") + 1]
+            stage = "control" if "sft-control" in str(out) else "grpo" if "grpo" in argv else "sft"
+            out.mkdir(parents=True, exist_ok=True)
+            seconds, steps = runtimes[stage]
+            (out / "run.json").write_text(json.dumps({"metrics": {"train_runtime": seconds, "global_step": steps}}))
+            return str(out)
+
+    refs = {"cot": "cot@1", "rl_tasks": "rl@1"}
+    train_models(TimedRunner({}), DemoConfig(), refs, tmp_path)
+    assert refs["equal_time_failed"].startswith("the control trained 14s against GRPO's 99s")
+    assert all("@" in ref for key, ref in refs.items() if not key.endswith("_failed"))
+
+
 # ---- the whole demo at a small size -----------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path):
@@ -108,6 +135,7 @@ def test_demo_end_to_end_small(tmp_path):
     failed = "build rl-pool failed:" in report
     assert failed == ("failed stage: build rl-pool failed:" in r.stdout)  # a failed stage is shown, never hidden
     assert failed or "demo-rl@" in report
+    assert ("not equal-time:" in r.stdout) == ("**Not equal-time**" in report)  # said in both, or in neither
     assert r.stdout.strip().splitlines()[-1] == f"its datasets: polyground --store {out / 'store'} data ls"
     # One line per training stage on the terminal; the libraries' output only in the log the report links.
     assert re.search(r"SFT: step 8/8 · .*\n", r.stderr) and re.search(r"GRPO: step 2/2 · .*\n", r.stderr)
